@@ -1,0 +1,73 @@
+"""Typed errors of the core.
+
+Every error carries a message that is safe to show a client: field paths and reasons, never
+internals. Adapters (HTTP, batch) map the types to their own vocabulary in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class SklambdaError(Exception):
+    """Base class of every error raised by the core."""
+
+
+class ModelLoadError(SklambdaError):
+    """The model artifact cannot be used: missing, tampered, or made for other libraries."""
+
+
+class ManifestError(ModelLoadError):
+    """``model.json`` is missing or does not match the manifest schema."""
+
+
+class IntegrityError(ModelLoadError):
+    """An artifact file does not match the SHA-256 recorded in the manifest."""
+
+
+class VersionMismatchError(ModelLoadError):
+    """The artifact was made with a library version other than the running one."""
+
+
+class RuntimeUnavailableError(ModelLoadError):
+    """The requested serving runtime is not part of this artifact."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One reason one input row was rejected.
+
+    ``row`` is the 0-based position of the row in its request or chunk, ``field`` the feature
+    name (``None`` when the row as a whole is wrong), ``reason`` a short, fixed sentence.
+    """
+
+    row: int
+    field: str | None
+    reason: str
+
+    def path(self, prefix: str = "instances") -> str:
+        """Render the location as ``instances[3].bill_length_mm``."""
+        where = f"{prefix}[{self.row}]"
+        return f"{where}.{self.field}" if self.field is not None else where
+
+
+class InvalidInput(SklambdaError):
+    """One or more input rows do not match the model's input schema."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = errors
+        first = errors[0].path() + ": " + errors[0].reason if errors else "invalid input"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(first + more)
+
+
+class NotSupportedError(SklambdaError):
+    """The model cannot do what was asked (for example probabilities from a regressor)."""
+
+
+class PackagingError(SklambdaError):
+    """The pipeline or its data cannot be packaged."""
+
+
+class GateFailed(PackagingError):
+    """A holdout metric missed its threshold; the artifact was not written."""

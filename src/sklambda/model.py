@@ -1,0 +1,321 @@
+"""Load a packaged model, verified, and score rows with it.
+
+``load`` reads ``model.json``, checks the SHA-256 of every artifact file before anything is
+deserialised, and builds one of two runtimes behind one interface:
+
+- ``onnx``: onnxruntime and numpy only (small and fast to start; no scikit-learn, scipy or pandas);
+- ``sklearn``: the fitted pipeline itself, unpickled only with the scikit-learn that made it.
+
+Examples
+--------
+>>> model = load("models/penguins")
+>>> bird = {"island": "Biscoe", "bill_length_mm": 48.6, "bill_depth_mm": 16.0,
+...         "flipper_length_mm": 230.0, "body_mass_g": 5800.0, "sex": "male"}
+>>> model.runtime, model.predict([bird]).tolist()
+('onnx', ['Gentoo'])
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from sklambda.errors import (
+    IntegrityError,
+    InvalidInput,
+    NotSupportedError,
+    RuntimeUnavailableError,
+    VersionMismatchError,
+)
+from sklambda.manifest import (
+    JOBLIB_FILE,
+    Feature,
+    Manifest,
+    Output,
+    read_manifest,
+    sha256_bytes,
+)
+from sklambda.schema import Columns, InputSchema, UnknownPolicy, Validated
+
+DEFAULT_MODEL_DIR = "/opt/model"
+MODEL_DIR_ENV = "SKLAMBDA_MODEL_DIR"
+RUNTIME_ENV = "SKLAMBDA_RUNTIME"
+
+Records = Sequence[Mapping[str, Any]]
+ColumnInput = Mapping[str, Sequence[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """What a model says about a batch of valid rows.
+
+    Classifiers fill ``labels`` (and ``probabilities`` when the pipeline has
+    ``predict_proba``; columns follow ``Model.classes``); regressors fill ``values``.
+    """
+
+    labels: np.ndarray | None = None
+    probabilities: np.ndarray | None = None
+    values: np.ndarray | None = None
+
+
+class Backend(Protocol):
+    def score(self, columns: Columns, probabilities: bool) -> Scores: ...
+
+
+class SklearnBackend:
+    """Scores with the fitted pipeline (the reference runtime)."""
+
+    def __init__(self, pipeline: Any, output: Output) -> None:
+        import pandas as pd  # the pipeline was fitted on a DataFrame and selects columns by name
+
+        self._pd = pd
+        self.pipeline = pipeline
+        self.output = output
+
+    def score(self, columns: Columns, probabilities: bool) -> Scores:
+        frame = self._pd.DataFrame(
+            {name: _missing_as_nan(col) for name, col in columns.items()},
+            columns=list(columns),
+        )
+        out = self.output
+        if out.task == "regression":
+            return Scores(values=np.asarray(self.pipeline.predict(frame), dtype=np.float64))
+        labels = np.asarray(self.pipeline.predict(frame))
+        proba = None
+        if probabilities and out.probabilities:
+            proba = np.asarray(self.pipeline.predict_proba(frame), dtype=np.float64)
+        return Scores(labels=labels, probabilities=proba)
+
+
+class OnnxBackend:
+    """Scores with the exported ONNX graph through onnxruntime: one input per feature."""
+
+    def __init__(
+        self,
+        graph: bytes,
+        features: Sequence[Feature],
+        output: Output,
+        input_dtype: str,
+        missing_category: str,
+    ) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise RuntimeUnavailableError("the onnx runtime needs onnxruntime installed") from exc
+        options = ort.SessionOptions()
+        # One request is small: thread start-up costs more than it saves, and Lambda gives
+        # a function about one vCPU per 1,769 MB anyway.
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only: warnings would go to stderr per request
+        self.session = ort.InferenceSession(
+            graph, sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self.features = list(features)
+        self.output = output
+        self.dtype = np.dtype(input_dtype)
+        self.missing = missing_category
+        names = [o.name for o in self.session.get_outputs()]
+        # A classifier without predict_proba exports decision scores as its second output;
+        # they are not probabilities, so they are never fetched.
+        self.outputs = (
+            names if output.task == "classification" and output.probabilities else names[:1]
+        )
+        self._classes = np.asarray(output.classes) if output.classes is not None else None
+
+    def _feed(self, columns: Columns) -> dict[str, np.ndarray]:
+        feed = {}
+        for feature in self.features:
+            col = columns[feature.name]
+            if feature.kind == "categorical":
+                arr = np.array([self.missing if v is None else v for v in col], dtype=object)
+            else:
+                arr = np.asarray(_missing_as_nan(col), dtype=self.dtype)
+            feed[feature.name] = arr.reshape(-1, 1)
+        return feed
+
+    def score(self, columns: Columns, probabilities: bool) -> Scores:
+        results = self.session.run(self.outputs, self._feed(columns))
+        out = self.output
+        if out.task == "regression":
+            return Scores(values=np.asarray(results[0], dtype=np.float64).ravel())
+        labels = np.asarray(results[0]).ravel()
+        if self._classes is not None and labels.dtype != self._classes.dtype:
+            labels = labels.astype(self._classes.dtype)
+        proba = None
+        if probabilities and out.probabilities:
+            proba = np.asarray(results[1], dtype=np.float64)
+        return Scores(labels=labels, probabilities=proba)
+
+
+def _missing_as_nan(col: np.ndarray) -> np.ndarray:
+    if col.dtype == object:
+        return np.array([np.nan if v is None else v for v in col], dtype=object)
+    return col
+
+
+class Model:
+    """A verified model with its input schema and one runtime."""
+
+    def __init__(self, manifest: Manifest, backend: Backend, runtime: str, path: Path) -> None:
+        self.manifest = manifest
+        self.backend = backend
+        self.runtime = runtime
+        self.path = path
+        self.schema = InputSchema(manifest.features)
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    @property
+    def task(self) -> str:
+        return self.manifest.output.task
+
+    @property
+    def classes(self) -> list[Any] | None:
+        return self.manifest.output.classes
+
+    def validate(
+        self, data: Records | ColumnInput, *, unknown: UnknownPolicy = "reject"
+    ) -> Validated:
+        """Check rows against the input schema; see ``sklambda.schema.InputSchema.validate``."""
+        if isinstance(data, Mapping):
+            return self.schema.validate_columns(data)
+        return self.schema.validate(data, unknown=unknown)
+
+    def score_columns(self, columns: Columns, *, probabilities: bool = True) -> Scores:
+        """Score columns that already passed validation."""
+        if len(next(iter(columns.values()), ())) == 0:
+            return _empty_scores(self.manifest, probabilities)
+        return self.backend.score(columns, probabilities)
+
+    def score(self, data: Records | ColumnInput, *, probabilities: bool = True) -> Scores:
+        """Validate and score; any invalid row raises ``InvalidInput`` naming all reasons."""
+        checked = self.validate(data)
+        if checked.errors:
+            raise InvalidInput(checked.errors)
+        return self.score_columns(checked.columns, probabilities=probabilities)
+
+    def predict(self, data: Records | ColumnInput) -> np.ndarray:
+        """Labels for a classifier, values for a regressor."""
+        scores = self.score(data, probabilities=False)
+        result = scores.values if scores.labels is None else scores.labels
+        assert result is not None
+        return result
+
+    def predict_proba(self, data: Records | ColumnInput) -> np.ndarray:
+        """Class probabilities, columns in the order of ``classes``."""
+        if not self.manifest.output.probabilities:
+            raise NotSupportedError(f"model {self.name!r} does not give class probabilities")
+        proba = self.score(data).probabilities
+        assert proba is not None
+        return proba
+
+
+def _empty_scores(manifest: Manifest, probabilities: bool) -> Scores:
+    out = manifest.output
+    if out.task == "regression":
+        return Scores(values=np.empty(0))
+    k = len(out.classes or ())
+    proba = np.empty((0, k)) if probabilities and out.probabilities else None
+    return Scores(labels=np.asarray(out.classes or [])[:0], probabilities=proba)
+
+
+def verify_artifacts(model_dir: Path, manifest: Manifest, required: str) -> dict[str, bytes]:
+    """Read every artifact file present and check its SHA-256; ``required`` must be present.
+
+    The bytes returned are the ones that were hashed, so what is deserialised is what was checked.
+    """
+    blobs: dict[str, bytes] = {}
+    for name, expected in manifest.artifacts.items():
+        path = model_dir / name
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            if name == required:
+                raise IntegrityError(f"{name} is listed in model.json but missing") from None
+            continue
+        actual = sha256_bytes(data)
+        if actual != expected.sha256:
+            raise IntegrityError(
+                f"{name} does not match model.json: SHA-256 {actual[:12]}… "
+                f"where {expected.sha256[:12]}… is expected; refusing to load it"
+            )
+        blobs[name] = data
+    if required not in blobs:
+        raise IntegrityError(f"{required} is not listed in model.json")
+    return blobs
+
+
+def _installed_version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def load(path: str | os.PathLike[str] | None = None, runtime: str | None = None) -> Model:
+    """Load and verify the model in ``path``.
+
+    Parameters
+    ----------
+    path
+        The artifact directory; default ``$SKLAMBDA_MODEL_DIR`` or ``/opt/model``.
+    runtime
+        ``"onnx"`` or ``"sklearn"``; default ``$SKLAMBDA_RUNTIME``, else the manifest's choice.
+
+    Raises
+    ------
+    ModelLoadError
+        Its subclasses say why: manifest invalid, a file tampered with, a library version that
+        differs from the one the model was made with, or a runtime the artifact does not have.
+    """
+    model_dir = Path(path or os.environ.get(MODEL_DIR_ENV) or DEFAULT_MODEL_DIR)
+    manifest = read_manifest(model_dir)
+    chosen = runtime or os.environ.get(RUNTIME_ENV) or manifest.runtime.serving
+    backend: Backend
+    if chosen == "onnx":
+        info = manifest.runtime.onnx
+        if info is None:
+            raise RuntimeUnavailableError(
+                f"model {manifest.name!r} has no ONNX export: {manifest.runtime.reason}"
+            )
+        blobs = verify_artifacts(model_dir, manifest, info.file)
+        backend = OnnxBackend(
+            blobs[info.file],
+            manifest.features,
+            manifest.output,
+            info.input_dtype,
+            info.missing_category,
+        )
+    elif chosen == "sklearn":
+        blobs = verify_artifacts(model_dir, manifest, JOBLIB_FILE)
+        wanted = manifest.libraries.get("scikit-learn")
+        running = _installed_version("scikit-learn")
+        if running is None:
+            raise RuntimeUnavailableError(
+                f"the sklearn runtime needs scikit-learn {wanted}, which is not installed"
+            )
+        if running != wanted:
+            raise VersionMismatchError(
+                f"{JOBLIB_FILE} was made with scikit-learn {wanted} but {running} is running; "
+                f"serve it with scikit-learn {wanted} or package it again"
+            )
+        import joblib
+
+        backend = SklearnBackend(joblib.load(io.BytesIO(blobs[JOBLIB_FILE])), manifest.output)
+    else:
+        raise RuntimeUnavailableError(f"unknown runtime {chosen!r}: expected 'onnx' or 'sklearn'")
+    return Model(manifest, backend, chosen, model_dir)

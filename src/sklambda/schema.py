@@ -1,0 +1,219 @@
+"""Validate input rows against the model's input schema and turn them into column arrays.
+
+This is the one validation used by every path (online requests, batch files, tools), so the same
+row gets the same answer and the same error text whichever way it arrives. It needs only numpy.
+
+Values are JSON-like: ``None`` is missing, numbers are ``int``/``float``, categories are ``str``,
+booleans are ``bool``. Text formats (CSV) convert their cells to such values first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from sklambda.errors import FieldError
+from sklambda.manifest import Feature
+
+Columns = dict[str, np.ndarray]
+UnknownPolicy = Literal["reject", "ignore"]
+
+_MAX_ECHO = 40  # longest client value echoed back in a message
+
+
+@dataclass(slots=True)
+class Validated:
+    """The outcome of validating a sequence of rows.
+
+    ``columns`` hold the valid rows only, in feature order; ``rows`` are the positions of those
+    rows in the input. ``errors`` list every reason every rejected row was rejected; ``notes``
+    are remarks on accepted rows (an unseen category that the pipeline scores anyway).
+    """
+
+    columns: Columns
+    rows: list[int]
+    errors: list[FieldError] = field(default_factory=list)
+    notes: list[FieldError] = field(default_factory=list)
+
+    @property
+    def rejected_rows(self) -> list[int]:
+        return sorted({e.row for e in self.errors})
+
+
+def describe(value: Any) -> str:
+    """Name a JSON value's type for an error message: ``a string``, ``a number``..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    return "an unsupported value"
+
+
+def _echo(text: str) -> str:
+    short = text if len(text) <= _MAX_ECHO else text[: _MAX_ECHO - 1] + "…"
+    return repr(short)
+
+
+class _Checker:
+    """Checks one feature's values; built once per schema."""
+
+    __slots__ = ("allowed", "feature", "name", "unseen_note")
+
+    def __init__(self, feature: Feature) -> None:
+        self.feature = feature
+        self.name = feature.name
+        self.allowed = frozenset(feature.categories or ())
+        handling = feature.unseen_handling or "the pipeline's handling of unseen categories"
+        self.unseen_note = f"not seen in training; scored with {handling}"
+
+    def check(self, value: Any) -> tuple[Any, str | None, str | None]:
+        """Return ``(clean value, error reason, note)``."""
+        f = self.feature
+        if value is None:
+            return (None, None, None) if f.nullable else (None, "must not be null", None)
+        kind = f.kind
+        if kind == "numeric":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return None, f"expected a number, got {describe(value)}", None
+            number = float(value)
+            if math.isfinite(number):
+                return number, None, None
+            if math.isnan(number):
+                if f.nullable:
+                    return None, None, None
+                return None, "NaN is not allowed", None
+            return None, "infinity is not allowed", None
+        if kind == "integer":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return None, f"expected an integer, got {describe(value)}", None
+            if isinstance(value, float):
+                if math.isnan(value) and f.nullable:
+                    return None, None, None
+                if not math.isfinite(value) or not value.is_integer():
+                    return None, "expected an integer, got a fractional or non-finite number", None
+                return int(value), None, None
+            return value, None, None
+        if kind == "categorical":
+            if not isinstance(value, str):
+                return None, f"expected a string, got {describe(value)}", None
+            if value in self.allowed or not self.allowed:
+                return value, None, None
+            if f.unseen == "reject":
+                return (
+                    None,
+                    f"unknown category {_echo(value)}; expected one of {sorted(self.allowed)}",
+                    None,
+                )
+            return value, None, f"category {_echo(value)} {self.unseen_note}"
+        # boolean
+        if not isinstance(value, bool):
+            return None, f"expected a boolean, got {describe(value)}", None
+        return value, None, None
+
+
+class InputSchema:
+    """The model's input schema, compiled for fast validation.
+
+    Examples
+    --------
+    >>> from sklambda.manifest import Feature
+    >>> schema = InputSchema([Feature(name="x", kind="numeric", nullable=False)])
+    >>> result = schema.validate([{"x": 1.5}, {"x": "a"}])
+    >>> result.rows, [e.path() + ": " + e.reason for e in result.errors]
+    ([0], ['instances[1].x: expected a number, got a string'])
+    """
+
+    def __init__(self, features: Sequence[Feature]) -> None:
+        self.features = list(features)
+        self.names = [f.name for f in self.features]
+        self._checkers = [_Checker(f) for f in self.features]
+        self._known = frozenset(self.names)
+
+    def validate(
+        self, records: Iterable[Any], *, unknown: UnknownPolicy = "reject", first_row: int = 0
+    ) -> Validated:
+        """Validate rows (mappings of feature name to value) and build columns of the valid ones.
+
+        ``first_row`` offsets the row numbers in errors, for callers that validate in chunks.
+        """
+        values: list[list[Any]] = [[] for _ in self._checkers]
+        kept: list[int] = []
+        errors: list[FieldError] = []
+        notes: list[FieldError] = []
+        for i, record in enumerate(records, start=first_row):
+            if not isinstance(record, Mapping):
+                errors.append(FieldError(i, None, f"expected an object, got {describe(record)}"))
+                continue
+            row_errors: list[FieldError] = []
+            if unknown == "reject" and not self._known.issuperset(record):
+                row_errors.extend(
+                    FieldError(i, str(key), "unknown feature")
+                    for key in record
+                    if key not in self._known
+                )
+            row_values: list[Any] = []
+            row_notes: list[FieldError] = []
+            for checker in self._checkers:
+                if checker.name not in record:
+                    row_errors.append(FieldError(i, checker.name, "missing feature"))
+                    continue
+                clean, reason, note = checker.check(record[checker.name])
+                if reason is not None:
+                    row_errors.append(FieldError(i, checker.name, reason))
+                elif note is not None:
+                    row_notes.append(FieldError(i, checker.name, note))
+                row_values.append(clean)
+            if row_errors:
+                errors.extend(row_errors)
+                continue
+            notes.extend(row_notes)
+            kept.append(i)
+            for column, value in zip(values, row_values, strict=True):
+                column.append(value)
+        columns = {f.name: _to_array(f, col) for f, col in zip(self.features, values, strict=True)}
+        return Validated(columns=columns, rows=kept, errors=errors, notes=notes)
+
+    def validate_columns(self, columns: Mapping[str, Sequence[Any]]) -> Validated:
+        """Validate column-oriented input (feature name to a sequence of values)."""
+        if not columns:
+            return self.validate([])
+        names = list(columns)
+        lengths = {len(columns[n]) for n in names}
+        if len(lengths) != 1:
+            raise ValueError("all columns must have the same length")
+        (n,) = lengths
+        lists = [_as_python_list(columns[name]) for name in names]
+        records = (dict(zip(names, row, strict=True)) for row in zip(*lists, strict=True))
+        return self.validate(records) if n else self.validate([])
+
+
+def _as_python_list(values: Sequence[Any]) -> list[Any]:
+    if isinstance(values, np.ndarray):
+        out = values.tolist()
+        if values.dtype.kind == "f":
+            return [None if v != v else v for v in out]
+        return list(out)
+    return [None if isinstance(v, float) and v != v else v for v in values]
+
+
+def _to_array(feature: Feature, values: list[Any]) -> np.ndarray:
+    kind = feature.kind
+    if kind == "numeric" or (kind == "integer" and feature.nullable):
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    if kind == "integer":
+        return np.array(values, dtype=np.int64)
+    if kind == "boolean" and not feature.nullable:
+        return np.array(values, dtype=bool)
+    return np.array(values, dtype=object)
