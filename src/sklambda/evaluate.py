@@ -1,0 +1,207 @@
+"""Holdout metrics, the validation gate and known faults (packaging time; needs scikit-learn)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+from sklambda.errors import GateFailed, PackagingError
+from sklambda.manifest import Fault, Feature, Gate, GateCheck, Metrics
+
+CLASSIFICATION_METRICS = ("accuracy", "macro_f1", "min_class_recall", "log_loss")
+REGRESSION_METRICS = ("mae", "rmse", "r2")
+Op = Literal["min", "max"]
+Thresholds = dict[str, tuple[Op, float]]
+
+
+def holdout_metrics(
+    task: str,
+    y_true: np.ndarray,
+    predicted: np.ndarray,
+    proba: np.ndarray | None,
+    classes: Sequence[Any] | None,
+    split: str = "test",
+) -> Metrics:
+    """Metrics of one holdout split: accuracy, macro F1, per-class recall and log loss for
+    classifiers (log loss only with probabilities); MAE, RMSE and R² for regressors."""
+    if task == "regression":
+        y = np.asarray(y_true, dtype=np.float64)
+        p = np.asarray(predicted, dtype=np.float64)
+        values = {
+            "mae": float(skm.mean_absolute_error(y, p)),
+            "rmse": float(math.sqrt(skm.mean_squared_error(y, p))),
+            "r2": float(skm.r2_score(y, p)),
+        }
+        return Metrics(split=split, rows=len(y), values=_rounded(values))
+    labels = list(classes or [])
+    recall = skm.recall_score(y_true, predicted, labels=labels, average=None, zero_division=0)
+    per_class = {str(c): float(r) for c, r in zip(labels, recall, strict=True)}
+    values = {
+        "accuracy": float(skm.accuracy_score(y_true, predicted)),
+        "macro_f1": float(
+            skm.f1_score(y_true, predicted, labels=labels, average="macro", zero_division=0)
+        ),
+        "min_class_recall": min(per_class.values()),
+    }
+    if proba is not None:
+        values["log_loss"] = float(skm.log_loss(y_true, proba, labels=labels))
+    return Metrics(
+        split=split, rows=len(y_true), values=_rounded(values), per_class_recall=_rounded(per_class)
+    )
+
+
+def _rounded(values: Mapping[str, float]) -> dict[str, float]:
+    return {k: round(v, 6) for k, v in values.items()}
+
+
+def read_gate(path: str | Path) -> Thresholds:
+    """Read a gate file: a TOML table ``[thresholds]`` of ``metric = { min = x }`` (or max)."""
+    try:
+        config = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise PackagingError(f"cannot read the gate file {path}: {exc}") from exc
+    table = config.get("thresholds")
+    if not isinstance(table, dict) or not table:
+        raise PackagingError(f"the gate file {path} needs a non-empty [thresholds] table")
+    out: Thresholds = {}
+    for metric, rule in table.items():
+        if not isinstance(rule, dict) or len(rule) != 1 or not set(rule) <= {"min", "max"}:
+            raise PackagingError(
+                f"gate {path}: {metric} must be {{ min = <number> }} or {{ max = <number> }}"
+            )
+        ((op, threshold),) = rule.items()
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise PackagingError(f"gate {path}: {metric}.{op} must be a number")
+        out[metric] = (op, float(threshold))
+    return out
+
+
+def default_gate(task: str, y_true: np.ndarray) -> Thresholds:
+    """No worse than the trivial model: the majority class, or the mean (R² of 0)."""
+    if task == "regression":
+        return {"r2": ("min", 0.0)}
+    _, counts = np.unique(np.asarray(y_true).astype(str), return_counts=True)
+    return {"accuracy": ("min", round(float(counts.max() / counts.sum()), 6))}
+
+
+def check_gate(metrics: Metrics, thresholds: Thresholds, source: str, task: str) -> Gate:
+    """Compare metrics with thresholds. Raises ``GateFailed`` naming every miss."""
+    known = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+    checks: list[GateCheck] = []
+    for metric, (op, threshold) in thresholds.items():
+        if metric not in known:
+            raise PackagingError(
+                f"gate {source}: unknown metric {metric!r} for {task}; known: {', '.join(known)}"
+            )
+        if metric not in metrics.values:
+            raise PackagingError(
+                f"gate {source}: {metric} cannot be computed for this model "
+                "(log_loss needs predict_proba)"
+            )
+        value = metrics.values[metric]
+        passed = value >= threshold if op == "min" else value <= threshold
+        checks.append(
+            GateCheck(metric=metric, value=value, op=op, threshold=threshold, passed=passed)
+        )
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        words = {"min": "below the minimum", "max": "above the maximum"}
+        reasons = "; ".join(
+            f"{c.metric} = {c.value:.4f} is {words[c.op]} {c.threshold:.4f}" for c in failed
+        )
+        raise GateFailed(f"validation gate failed ({source}): {reasons}")
+    return Gate(source=source, checks=checks, passed=True)
+
+
+def known_faults(
+    task: str,
+    features: Sequence[Feature],
+    X: pd.DataFrame,
+    y_true: np.ndarray,
+    predicted: np.ndarray,
+    proba: np.ndarray | None,
+    classes: Sequence[Any] | None,
+    *,
+    min_rows: int = 5,
+    top: int = 5,
+) -> list[Fault]:
+    """The holdout slices (a category, a missing value, a quartile of a number) where the
+    per-row loss is highest, worst first; only slices worse than the whole holdout."""
+    y = np.asarray(y_true)
+    correct = None
+    if task == "regression":
+        metric = "mae"
+        loss = np.abs(np.asarray(predicted, dtype=np.float64) - y.astype(np.float64))
+    else:
+        correct = (np.asarray(predicted) == y).astype(np.float64)
+        if proba is not None and classes is not None:
+            metric = "log_loss"
+            index = {c: i for i, c in enumerate(classes)}
+            p_true = proba[np.arange(len(y)), [index[v] for v in y]]
+            loss = -np.log(np.clip(p_true, 1e-15, 1.0))
+        else:
+            metric = "error_rate"
+            loss = 1.0 - correct
+    overall = float(loss.mean())
+    faults: list[Fault] = []
+    for feature, condition, mask in _slices(features, X):
+        rows = int(mask.sum())
+        if rows < min_rows or rows == len(y):
+            continue
+        value = float(loss[mask].mean())
+        if value <= overall:
+            continue
+        faults.append(
+            Fault(
+                feature=feature,
+                condition=condition,
+                rows=rows,
+                metric=metric,
+                value=round(value, 6),
+                overall=round(overall, 6),
+                accuracy=None if correct is None else round(float(correct[mask].mean()), 6),
+            )
+        )
+    faults.sort(key=lambda f: f.value, reverse=True)
+    return faults[:top]
+
+
+def _slices(features: Sequence[Feature], X: pd.DataFrame) -> list[tuple[str, str, np.ndarray]]:
+    out: list[tuple[str, str, np.ndarray]] = []
+    for f in features:
+        col = X[f.name]
+        missing = col.isna().to_numpy()
+        if missing.any():
+            out.append((f.name, f"{f.name} is missing", missing))
+        if f.kind in ("categorical", "boolean"):
+            for value in sorted(col.dropna().astype(str).unique()):
+                out.append(
+                    (
+                        f.name,
+                        f"{f.name} = {value}",
+                        (col.astype(str) == value).to_numpy() & ~missing,
+                    )
+                )
+            continue
+        x = col.to_numpy(dtype=np.float64, na_value=np.nan)
+        present = x[~missing]
+        if present.size == 0:
+            continue
+        edges = np.unique(np.quantile(present, [0.25, 0.5, 0.75]))
+        bounds = [-np.inf, *edges, np.inf]
+        for lo, hi in itertools.pairwise(bounds):
+            mask = (x > lo) & (x <= hi) & ~missing
+            out.append((f.name, f"{f.name} in ({_fmt(lo)}, {_fmt(hi)}]", mask))
+    return out
+
+
+def _fmt(x: float) -> str:
+    return "-inf" if x == -np.inf else "inf" if x == np.inf else f"{x:.4g}"
