@@ -1,0 +1,177 @@
+"""Loading: hashes before unpickling, library versions, runtimes, and scoring records or columns."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sklambda.errors import (
+    IntegrityError,
+    InvalidInput,
+    ManifestError,
+    RuntimeUnavailableError,
+    VersionMismatchError,
+)
+from sklambda.manifest import Manifest, read_manifest
+from sklambda.model import load
+
+ROW = {
+    "island": "Biscoe",
+    "bill_length_mm": 48.6,
+    "bill_depth_mm": 16.0,
+    "flipper_length_mm": 230.0,
+    "body_mass_g": 5800.0,
+    "sex": "male",
+}
+
+
+def edit_manifest(model_dir: Path, edit: object) -> None:
+    path = model_dir / "model.json"
+    data = json.loads(path.read_text())
+    edit(data)  # type: ignore[operator]
+    path.write_text(json.dumps(data))
+
+
+def test_the_penguins_artifact_loads_with_its_serving_runtime(penguins_copy: Path) -> None:
+    model = load(penguins_copy)
+    assert model.runtime == read_manifest(penguins_copy).runtime.serving == "onnx"
+    assert model.classes == ["Adelie", "Chinstrap", "Gentoo"]
+    assert model.predict([ROW]).tolist() == ["Gentoo"]
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "sklearn"])
+def test_records_and_columns_give_the_same_answer(penguins_copy: Path, runtime: str) -> None:
+    model = load(penguins_copy, runtime=runtime)
+    rows = [ROW, {**ROW, "island": "Dream", "bill_length_mm": None, "sex": None}]
+    columns = {k: [r[k] for r in rows] for k in ROW}
+    np.testing.assert_array_equal(model.predict(rows), model.predict(columns))
+    np.testing.assert_allclose(model.predict_proba(rows), model.predict_proba(columns))
+    assert np.allclose(model.predict_proba(rows).sum(axis=1), 1.0)
+
+
+def test_both_runtimes_agree_on_the_penguins_model(penguins_copy: Path) -> None:
+    rows = [ROW, {**ROW, "island": "Torgersen", "bill_depth_mm": 19.0, "sex": None}]
+    onnx, sk = load(penguins_copy, runtime="onnx"), load(penguins_copy, runtime="sklearn")
+    np.testing.assert_array_equal(onnx.predict(rows), sk.predict(rows))
+    np.testing.assert_allclose(onnx.predict_proba(rows), sk.predict_proba(rows), atol=1e-5)
+
+
+def test_invalid_rows_raise_with_every_reason(penguins_copy: Path) -> None:
+    model = load(penguins_copy)
+    with pytest.raises(InvalidInput) as caught:
+        model.predict([ROW, {**ROW, "bill_length_mm": "long", "island": 3}])
+    assert [e.path() + ": " + e.reason for e in caught.value.errors] == [
+        "instances[1].island: expected a string, got a number",
+        "instances[1].bill_length_mm: expected a number, got a string",
+    ]
+
+
+def test_no_rows_give_no_predictions(penguins_copy: Path) -> None:
+    model = load(penguins_copy)
+    assert model.predict([]).shape == (0,)
+    assert model.predict_proba([]).shape == (0, 3)
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "sklearn"])
+@pytest.mark.parametrize("victim", ["model.joblib", "model.onnx"])
+def test_a_tampered_file_is_refused_before_loading(
+    penguins_copy: Path, runtime: str, victim: str
+) -> None:
+    # Given an artifact whose file was changed after packaging
+    path = penguins_copy / victim
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    # Then neither runtime loads it
+    with pytest.raises(IntegrityError, match=re.escape(f"{victim} does not match model.json")):
+        load(penguins_copy, runtime=runtime)
+
+
+def test_a_missing_required_file_is_refused(penguins_copy: Path) -> None:
+    (penguins_copy / "model.joblib").unlink()
+    with pytest.raises(IntegrityError, match=r"model\.joblib is listed in model\.json but missing"):
+        load(penguins_copy, runtime="sklearn")
+    # the onnx runtime does not need the pickle
+    assert load(penguins_copy, runtime="onnx").predict([ROW]).tolist() == ["Gentoo"]
+
+
+def test_another_scikit_learn_version_is_refused_naming_both(penguins_copy: Path) -> None:
+    import sklearn
+
+    edit_manifest(penguins_copy, lambda m: m["libraries"].update({"scikit-learn": "0.24.2"}))
+    with pytest.raises(VersionMismatchError) as caught:
+        load(penguins_copy, runtime="sklearn")
+    assert "0.24.2" in str(caught.value) and sklearn.__version__ in str(caught.value)
+
+
+def test_a_manifest_that_breaks_the_schema_is_refused(penguins_copy: Path) -> None:
+    edit_manifest(penguins_copy, lambda m: m["features"][0].update({"kind": "text"}))
+    with pytest.raises(ManifestError, match=r"features\.0\.kind"):
+        load(penguins_copy)
+
+
+def test_a_manifest_with_unknown_keys_is_refused(penguins_copy: Path) -> None:
+    edit_manifest(penguins_copy, lambda m: m.update({"surprise": 1}))
+    with pytest.raises(ManifestError, match="surprise"):
+        load(penguins_copy)
+
+
+def test_a_directory_without_manifest_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match=r"cannot read model\.json"):
+        load(tmp_path)
+
+
+def test_an_unknown_runtime_is_refused(penguins_copy: Path) -> None:
+    with pytest.raises(RuntimeUnavailableError, match="unknown runtime 'tensorflow'"):
+        load(penguins_copy, runtime="tensorflow")
+
+
+def test_the_environment_chooses_directory_and_runtime(
+    penguins_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SKLAMBDA_MODEL_DIR", str(penguins_copy))
+    monkeypatch.setenv("SKLAMBDA_RUNTIME", "sklearn")
+    model = load()
+    assert model.path == penguins_copy and model.runtime == "sklearn"
+
+
+def test_the_onnx_runtime_needs_no_sklearn_scipy_or_pandas(penguins_copy: Path) -> None:
+    # Given an interpreter in which scikit-learn, scipy and pandas cannot be imported
+    script = textwrap.dedent(
+        f"""
+        import sys, importlib.abc
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name.split(".")[0] in {{"sklearn", "scipy", "pandas"}}:
+                    raise ImportError("blocked: " + name)
+        sys.meta_path.insert(0, Block())
+        from sklambda.model import load
+        model = load({str(penguins_copy)!r}, runtime="onnx")
+        print(model.predict([{ROW!r}])[0])
+        try:
+            load({str(penguins_copy)!r}, runtime="sklearn")
+        except ImportError as exc:
+            print("sklearn runtime:", exc)
+        """
+    )
+    # When the onnx runtime loads and scores
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=120
+    )
+    # Then it answers, and the sklearn runtime really was unavailable there
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Gentoo"
+    assert lines[1].startswith("sklearn runtime: blocked: ")
+
+
+def test_the_manifest_schema_is_published() -> None:
+    schema = Manifest.model_json_schema()
+    assert "features" in schema["required"] and "known_faults" in schema["required"]

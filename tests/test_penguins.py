@@ -1,0 +1,146 @@
+"""The committed example artifact agrees with its training code, its data and its card."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sklambda.card import render_card
+from sklambda.evaluate import read_gate
+from sklambda.examples import penguins
+from sklambda.manifest import read_manifest
+from sklambda.model import SklearnBackend, load
+from sklambda.package import build
+
+REPO = Path(__file__).resolve().parents[1]
+PENGUINS_DIR = REPO / "models" / "penguins"
+STALE = "models/penguins is stale: run `make model` and commit the result"
+
+
+@pytest.fixture(scope="module")
+def splits() -> penguins.Splits:
+    return penguins.split(penguins.load_frame())
+
+
+def committed_pipeline() -> object:
+    backend = load(PENGUINS_DIR, runtime="sklearn").backend  # hash- and version-checked
+    assert isinstance(backend, SklearnBackend)
+    return backend.pipeline
+
+
+def test_the_manifest_is_rederived_from_the_committed_model(
+    splits: penguins.Splits, tmp_path: Path
+) -> None:
+    # Given the committed manifest and the committed pipeline
+    committed = read_manifest(PENGUINS_DIR)
+    # When the same packaging runs again on the same data and gate
+    rebuilt = build(
+        committed_pipeline(),
+        splits.test,
+        penguins.TARGET,
+        tmp_path / "penguins",
+        name="penguins",
+        description=penguins.DESCRIPTION,
+        train=splits.train,
+        gate=read_gate(PENGUINS_DIR / "gate.toml"),
+        gate_source="gate.toml",
+        version=committed.version,
+    ).manifest
+    # Then every fact is the same, but the creation time and the pickle's bytes (pickling an
+    # unpickled pipeline again gives other bytes; load() already checked the committed ones)
+    ignore = {"created": True, "artifacts": {"model.joblib"}}
+    assert rebuilt.model_dump(exclude=ignore) == committed.model_dump(exclude=ignore), STALE
+    assert (tmp_path / "penguins" / "model.onnx").read_bytes() == (
+        PENGUINS_DIR / "model.onnx"
+    ).read_bytes(), STALE
+
+
+def test_the_model_card_renders_the_manifest() -> None:
+    assert (PENGUINS_DIR / "MODEL_CARD.md").read_text() == render_card(
+        read_manifest(PENGUINS_DIR)
+    ), STALE
+
+
+def test_training_again_gives_the_committed_model(splits: penguins.Splits) -> None:
+    retrained = penguins.train(splits)
+    committed = committed_pipeline()
+    test = splits.test[penguins.FEATURES]
+    np.testing.assert_allclose(
+        retrained.predict_proba(test),
+        committed.predict_proba(test),  # type: ignore[attr-defined]
+        atol=1e-9,
+        err_msg=STALE,
+    )
+
+
+def test_the_committed_model_passed_its_gate_file() -> None:
+    manifest = read_manifest(PENGUINS_DIR)
+    gate = read_gate(PENGUINS_DIR / "gate.toml")
+    assert manifest.gate.passed
+    assert {c.metric: (c.op, c.threshold) for c in manifest.gate.checks} == gate
+    assert manifest.runtime.serving == "onnx"
+    assert manifest.runtime.onnx is not None and manifest.runtime.onnx.parity.passed
+
+
+def test_make_model_refuses_a_model_that_misses_its_gate(tmp_path: Path) -> None:
+    # Given a gate stricter than the model can meet
+    out = tmp_path / "penguins"
+    out.mkdir()
+    (out / "gate.toml").write_text("[thresholds]\naccuracy = { min = 0.999 }\n")
+    # When the training command runs
+    result = subprocess.run(
+        [sys.executable, "-m", "sklambda.examples.penguins", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    # Then it exits non-zero naming metric, value and threshold, and writes no artifact
+    assert result.returncode == 1
+    assert "accuracy = 0.9855 is below the minimum 0.9990" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["gate.toml"]
+
+
+def test_make_model_writes_a_loadable_artifact(tmp_path: Path) -> None:
+    out = tmp_path / "penguins"
+    out.mkdir()
+    shutil.copy(PENGUINS_DIR / "gate.toml", out / "gate.toml")
+    result = subprocess.run(
+        [sys.executable, "-m", "sklambda.examples.penguins", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "packaged penguins" in result.stdout
+    assert load(out).version == read_manifest(PENGUINS_DIR).version
+
+
+def test_the_demo_trains_scores_and_refuses_a_tampered_artifact(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "demo.py"),
+            "--model",
+            str(PENGUINS_DIR),
+            "--out",
+            str(tmp_path / "demo"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "gate (gate.toml): passed 4 checks" in out
+    assert "rejected: instances[5].bill_length_mm: expected a number, got a string" in out
+    assert "category 'Atlantis' not seen in training" in out
+    assert "identical labels True" in out
+    assert "refused: model.onnx does not match model.json" in out

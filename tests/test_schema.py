@@ -1,0 +1,158 @@
+"""Input validation: every row either becomes typed columns or gets a reason per field."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sklambda.manifest import Feature
+from sklambda.schema import InputSchema
+
+FEATURES = [
+    Feature(name="n", kind="numeric", nullable=False),
+    Feature(name="m", kind="numeric", nullable=True),
+    Feature(name="i", kind="integer", nullable=False),
+    Feature(
+        name="c",
+        kind="categorical",
+        nullable=True,
+        categories=["a", "b"],
+        unseen="score",
+        unseen_handling="the encoder's zeros",
+    ),
+    Feature(name="strict", kind="categorical", nullable=False, categories=["x"], unseen="reject"),
+    Feature(name="flag", kind="boolean", nullable=False),
+]
+GOOD = {"n": 1.5, "m": None, "i": 3, "c": "a", "strict": "x", "flag": True}
+
+
+@pytest.fixture
+def schema() -> InputSchema:
+    return InputSchema(FEATURES)
+
+
+def reasons(schema: InputSchema, **changes: object) -> list[str]:
+    result = schema.validate([{**GOOD, **changes}])
+    return [f"{e.path()}: {e.reason}" for e in result.errors]
+
+
+def test_valid_rows_become_typed_columns(schema: InputSchema) -> None:
+    # Given two valid rows, one with a missing nullable number and category
+    rows = [GOOD, {**GOOD, "n": 2, "m": 4.0, "i": 7.0, "c": None, "flag": False}]
+    # When they are validated
+    result = schema.validate(rows)
+    # Then both are kept, with numbers as float64 (missing as NaN) and categories as objects
+    assert result.rows == [0, 1] and result.errors == []
+    assert result.columns["n"].dtype == np.float64
+    assert result.columns["n"].tolist() == [1.5, 2.0]
+    assert math.isnan(result.columns["m"][0]) and result.columns["m"][1] == 4.0
+    assert result.columns["i"].dtype == np.int64 and result.columns["i"].tolist() == [3, 7]
+    assert result.columns["c"].tolist() == ["a", None]
+    assert result.columns["flag"].tolist() == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"n": "1.5"}, "instances[0].n: expected a number, got a string"),
+        ({"n": True}, "instances[0].n: expected a number, got a boolean"),
+        ({"n": [1]}, "instances[0].n: expected a number, got an array"),
+        ({"n": None}, "instances[0].n: must not be null"),
+        ({"n": float("nan")}, "instances[0].n: NaN is not allowed"),
+        ({"n": float("inf")}, "instances[0].n: infinity is not allowed"),
+        ({"m": float("-inf")}, "instances[0].m: infinity is not allowed"),
+        ({"i": 2.5}, "instances[0].i: expected an integer, got a fractional or non-finite number"),
+        ({"i": "3"}, "instances[0].i: expected an integer, got a string"),
+        ({"c": 3}, "instances[0].c: expected a string, got a number"),
+        ({"strict": "y"}, "instances[0].strict: unknown category 'y'; expected one of ['x']"),
+        ({"flag": 1}, "instances[0].flag: expected a boolean, got a number"),
+        ({"extra": 1}, "instances[0].extra: unknown feature"),
+    ],
+)
+def test_each_mistake_names_the_field_and_reason(
+    schema: InputSchema, changes: dict[str, object], expected: str
+) -> None:
+    assert reasons(schema, **changes) == [expected]
+
+
+def test_a_missing_feature_is_named(schema: InputSchema) -> None:
+    row = {k: v for k, v in GOOD.items() if k != "i"}
+    result = schema.validate([row])
+    assert [e.path() + ": " + e.reason for e in result.errors] == [
+        "instances[0].i: missing feature"
+    ]
+
+
+def test_every_reason_of_a_row_is_reported_and_good_rows_survive(schema: InputSchema) -> None:
+    rows = [GOOD, {**GOOD, "n": "x", "flag": None, "zzz": 1}, "not an object", GOOD]
+    result = schema.validate(rows)
+    assert result.rows == [0, 3]
+    assert result.rejected_rows == [1, 2]
+    assert {(e.row, e.field) for e in result.errors} == {
+        (1, "zzz"),
+        (1, "n"),
+        (1, "flag"),
+        (2, None),
+    }
+    assert next(e for e in result.errors if e.row == 2).reason == "expected an object, got a string"
+    assert result.columns["n"].tolist() == [1.5, 1.5]
+
+
+def test_nan_is_missing_where_the_feature_is_nullable(schema: InputSchema) -> None:
+    result = schema.validate([{**GOOD, "m": float("nan")}])
+    assert result.errors == [] and math.isnan(result.columns["m"][0])
+
+
+def test_unseen_category_is_scored_with_a_note(schema: InputSchema) -> None:
+    result = schema.validate([{**GOOD, "c": "zebra"}])
+    assert result.rows == [0] and result.errors == []
+    assert [(n.field, n.reason) for n in result.notes] == [
+        ("c", "category 'zebra' not seen in training; scored with the encoder's zeros")
+    ]
+
+
+def test_unknown_features_can_be_ignored(schema: InputSchema) -> None:
+    result = schema.validate([{**GOOD, "extra": 1}], unknown="ignore")
+    assert result.rows == [0] and result.errors == []
+
+
+def test_row_numbers_can_start_at_an_offset(schema: InputSchema) -> None:
+    result = schema.validate([GOOD, {**GOOD, "n": "x"}], first_row=100)
+    assert result.rows == [100] and result.errors[0].row == 101
+
+
+def test_long_values_are_cut_in_messages(schema: InputSchema) -> None:
+    (reason,) = reasons(schema, strict="y" * 500)
+    assert len(reason) < 120 and "…" in reason
+
+
+def test_columns_and_records_give_the_same_result(schema: InputSchema) -> None:
+    rows = [GOOD, {**GOOD, "n": 9.0, "m": 2.0, "c": None}]
+    by_columns = schema.validate_columns({k: [r[k] for r in rows] for k in GOOD})
+    by_records = schema.validate(rows)
+    assert by_columns.rows == by_records.rows
+    for name in GOOD:
+        np.testing.assert_array_equal(by_columns.columns[name], by_records.columns[name])
+
+
+def test_numpy_columns_with_nan_are_missing_values(schema: InputSchema) -> None:
+    cols = {k: [v] for k, v in GOOD.items()}
+    cols["m"] = np.array([np.nan])
+    result = schema.validate_columns(cols)
+    assert result.errors == [] and math.isnan(result.columns["m"][0])
+
+
+def test_columns_of_unequal_length_are_refused(schema: InputSchema) -> None:
+    with pytest.raises(ValueError, match="same length"):
+        schema.validate_columns({"n": [1.0], "m": [1.0, 2.0]})
+
+
+def test_no_rows_give_empty_typed_columns(schema: InputSchema) -> None:
+    result = schema.validate([])
+    assert (
+        result.rows == []
+        and result.columns["n"].dtype == np.float64
+        and len(result.columns["n"]) == 0
+    )
