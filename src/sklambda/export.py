@@ -68,6 +68,17 @@ def parity(reference: Scores, candidate: Scores, output: Output, probes: int = 0
     )
 
 
+def _serialise(graph: Any) -> bytes:
+    """Bytes that depend only on the graph: skl2onnx lists the opset imports in set order,
+    which changes from one interpreter to the next (string hash randomisation)."""
+    imports = sorted((o.domain, o.version) for o in graph.opset_import)
+    del graph.opset_import[:]
+    for domain, version in imports:
+        entry = graph.opset_import.add()
+        entry.domain, entry.version = domain, version
+    return bytes(graph.SerializeToString())
+
+
 def _convert(pipeline: Any, features: Sequence[Feature], output: Output, dtype: str) -> bytes:
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType
@@ -83,11 +94,11 @@ def _convert(pipeline: Any, features: Sequence[Feature], output: Output, dtype: 
             graph = to_onnx(
                 pipeline, initial_types=inputs, options={"zipmap": False}, target_opset=OPSET
             )
-            return bytes(graph.SerializeToString())
+            return _serialise(graph)
         except NameError:  # the classifier has no probability output to shape (e.g. LinearSVC)
             pass
     graph = to_onnx(pipeline, initial_types=inputs, target_opset=OPSET)
-    return bytes(graph.SerializeToString())
+    return _serialise(graph)
 
 
 def _first_line(exc: BaseException) -> str:
