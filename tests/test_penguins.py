@@ -144,3 +144,58 @@ def test_the_demo_trains_scores_and_refuses_a_tampered_artifact(tmp_path: Path) 
     assert "category 'Atlantis' not seen in training" in out
     assert "identical labels True" in out
     assert "refused: model.onnx does not match model.json" in out
+
+
+def test_the_model_layer_build_ships_exactly_the_checked_artifact(tmp_path: Path) -> None:
+    # Given the layer Makefile that `sam build` runs
+    layer = tmp_path / "layer"
+    result = subprocess.run(
+        [
+            "make",
+            "-s",
+            "-C",
+            str(REPO / "models"),
+            "build-ModelLayer",
+            f"ARTIFACTS_DIR={layer}",
+            f"MODEL_NAME={PENGUINS_DIR}",
+            f"PYTHON={sys.executable}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    # Then /opt/model holds the manifest, the card and the files it lists, and loads
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (layer / "model").iterdir()) == [
+        "MODEL_CARD.md",
+        "model.joblib",
+        "model.json",
+        "model.onnx",
+    ]
+    assert load(layer / "model").version == read_manifest(PENGUINS_DIR).version
+
+
+def test_the_model_layer_build_refuses_a_tampered_artifact(
+    penguins_copy: Path, tmp_path: Path
+) -> None:
+    (penguins_copy / "model.onnx").write_bytes(b"not the graph")
+    result = subprocess.run(
+        [
+            "make",
+            "-s",
+            "-C",
+            str(REPO / "models"),
+            "build-ModelLayer",
+            f"ARTIFACTS_DIR={tmp_path / 'layer'}",
+            f"MODEL_NAME={penguins_copy}",
+            f"PYTHON={sys.executable}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "SHA-256 mismatch: model.onnx" in result.stderr
+    assert not (tmp_path / "layer").exists()
