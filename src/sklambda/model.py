@@ -30,6 +30,7 @@ import numpy as np
 from sklambda.errors import (
     IntegrityError,
     InvalidInput,
+    ModelLoadError,
     NotSupportedError,
     RuntimeUnavailableError,
     VersionMismatchError,
@@ -188,12 +189,16 @@ class Model:
         return self.manifest.output.classes
 
     def validate(
-        self, data: Records | ColumnInput, *, unknown: UnknownPolicy = "reject"
+        self,
+        data: Records | ColumnInput,
+        *,
+        unknown: UnknownPolicy = "reject",
+        first_row: int = 0,
     ) -> Validated:
         """Check rows against the input schema; see ``sklambda.schema.InputSchema.validate``."""
         if isinstance(data, Mapping):
             return self.schema.validate_columns(data)
-        return self.schema.validate(data, unknown=unknown)
+        return self.schema.validate(data, unknown=unknown, first_row=first_row)
 
     def score_columns(self, columns: Columns, *, probabilities: bool = True) -> Scores:
         """Score columns that already passed validation."""
@@ -264,6 +269,42 @@ def _installed_version(dist: str) -> str | None:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return None
+
+
+class _Slot:
+    """The model of this execution environment, or why it could not be loaded."""
+
+    model: Model | None = None
+    error: ModelLoadError | None = None
+
+
+def get_model() -> Model:
+    """The model named by the settings, loaded once per execution environment.
+
+    A load failure is remembered too: the artifact in a layer does not change, so every later
+    call raises the same ``ModelLoadError`` at once. ``reset_model()`` forgets both.
+    """
+    if _Slot.model is not None:
+        return _Slot.model
+    if _Slot.error is not None:
+        raise _Slot.error
+    from sklambda.settings import get_settings
+
+    settings = get_settings()
+    try:
+        _Slot.model = load(settings.model_dir, settings.runtime)
+    except ModelLoadError as exc:
+        _Slot.error = exc
+        raise
+    except Exception as exc:  # a graph or pickle that passed its hash check but does not load
+        _Slot.error = ModelLoadError(f"the model could not be loaded: {type(exc).__name__}: {exc}")
+        raise _Slot.error from exc
+    return _Slot.model
+
+
+def reset_model() -> None:
+    _Slot.model = None
+    _Slot.error = None
 
 
 def load(path: str | os.PathLike[str] | None = None, runtime: str | None = None) -> Model:

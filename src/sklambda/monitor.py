@@ -17,6 +17,23 @@ from sklambda.manifest import CategoricalBaseline, NumericBaseline
 DEFAULT_BINS = 10
 
 
+class Metric:
+    """Metric names shared by every function (CloudWatch, embedded metric format)."""
+
+    COLD_START = "ColdStart"
+    REQUEST_LATENCY = "RequestLatency"
+    INSTANCES_PREDICTED = "InstancesPredicted"
+    INVALID_REQUESTS = "InvalidRequests"
+    PREDICTED_CLASS = "PredictedClass"
+    MODEL_UNAVAILABLE = "ModelUnavailable"
+
+
+class Dimension:
+    MODEL_NAME = "ModelName"
+    MODEL_VERSION = "ModelVersion"
+    CLASS = "Class"
+
+
 def numeric_bins(values: np.ndarray, edges: Iterable[float]) -> np.ndarray:
     """Count finite values per bin; bin i holds ``edges[i-1] < x <= edges[i]``."""
     x = np.asarray(values, dtype=np.float64)

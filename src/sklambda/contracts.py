@@ -1,0 +1,110 @@
+"""Request and response models of the prediction API, generated from the manifest.
+
+The request model documents every feature (kind, nullability, categories, observed range) in the
+OpenAPI document, but validates only the envelope (a non-empty list of at most N instances): the
+instances themselves are checked by ``sklambda.schema``, the one validation that online and batch
+share, so both give the same error text.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, WithJsonSchema, create_model
+
+from sklambda.manifest import Feature, Label, Manifest
+
+
+def feature_json_schema(feature: Feature) -> dict[str, Any]:
+    """The JSON Schema of one feature's value."""
+    kind_type = {
+        "numeric": "number",
+        "integer": "integer",
+        "categorical": "string",
+        "boolean": "boolean",
+    }[feature.kind]
+    schema: dict[str, Any] = {"type": kind_type}
+    if feature.kind == "categorical" and feature.categories is not None:
+        if feature.unseen == "reject":
+            schema["enum"] = feature.categories
+        else:
+            schema["examples"] = feature.categories
+            schema["description"] = (
+                f"Seen in training: {', '.join(feature.categories)}. Other values are scored "
+                f"({feature.unseen_handling or 'as the pipeline handles them'}) and noted in the "
+                "response."
+            )
+    elif feature.min is not None and feature.max is not None:
+        schema["description"] = f"Observed in training from {feature.min:g} to {feature.max:g}."
+    if feature.nullable:
+        return {"anyOf": [schema, {"type": "null"}], "description": "Missing values are allowed."}
+    return schema
+
+
+def instance_json_schema(features: list[Feature]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "title": "Instance",
+        "properties": {f.name: feature_json_schema(f) for f in features},
+        "required": [f.name for f in features],
+        "additionalProperties": False,
+    }
+
+
+GENERIC_INSTANCE = {"type": "object", "title": "Instance"}
+
+
+def request_model(manifest: Manifest | None, max_instances: int) -> type[BaseModel]:
+    """``{"instances": [...]}`` with the manifest's instance schema (a generic object when the
+    manifest could not be read, so that the API still starts and answers 503)."""
+    instance = GENERIC_INSTANCE if manifest is None else instance_json_schema(manifest.features)
+    instances: Any = Annotated[
+        list[Annotated[Any, WithJsonSchema(instance)]],
+        Field(
+            min_length=1,
+            max_length=max_instances,
+            description=f"One to {max_instances} instances to score.",
+        ),
+    ]
+    return create_model("PredictRequest", instances=(instances, ...))
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class Note(BaseModel):
+    path: str = Field(examples=["instances[0].island"])
+    reason: str
+
+
+class ClassPrediction(BaseModel):
+    label: Label
+    probabilities: dict[str, float] | None = Field(
+        default=None, description="Probability of every class (when the model gives them)."
+    )
+
+
+class ValuePrediction(BaseModel):
+    value: float
+
+
+class PredictResponse(BaseModel):
+    model: ModelRef
+    predictions: list[ClassPrediction] | list[ValuePrediction]
+    notes: list[Note] = Field(
+        default_factory=list, description="Remarks on scored instances, e.g. unseen categories."
+    )
+
+
+class ErrorBody(BaseModel):
+    message: str
+    errors: list[Note] = Field(default_factory=list)
+    request_id: str | None = None
+
+
+class Health(BaseModel):
+    status: str
+    model: ModelRef
+    runtime: str
