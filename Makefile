@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/dev.txt pyproject.toml | ck
 MODEL_NAME ?= penguins
 MODEL_DIR := models/$(MODEL_NAME)
 
-.PHONY: help setup lint test model package demo openapi lock clean
+.PHONY: help setup lint test model package demo openapi bench lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,8 +29,8 @@ $(STAMP): requirements/dev.txt pyproject.toml
 setup: $(STAMP)  ## create .venv from the pinned requirements
 
 lint: setup  ## ruff (lint and format) and mypy
-	$(BIN)/ruff check src tests functions scripts
-	$(BIN)/ruff format --check src tests functions scripts
+	$(BIN)/ruff check src tests functions scripts bench
+	$(BIN)/ruff format --check src tests functions scripts bench
 	$(BIN)/mypy
 
 test: lint  ## lint, then the whole test suite
@@ -51,6 +51,9 @@ $(MODEL_DIR)/model.json:
 
 demo: setup $(MODEL_DIR)/model.json  ## train if needed, then show the model scoring a sample
 	$(PY) scripts/demo.py --model $(MODEL_DIR)
+
+bench: setup  ## benchmarks: online cold start and warm latency against a naive baseline
+	$(PY) bench/online.py --json out/bench/online.json
 
 openapi: setup  ## write docs/openapi.json from the routes and models/$(MODEL_NAME)/model.json
 	$(PY) scripts/openapi.py --model $(MODEL_DIR)

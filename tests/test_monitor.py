@@ -43,3 +43,20 @@ def test_category_frequencies_ignore_missing_values() -> None:
 def test_an_all_missing_column_has_no_bins() -> None:
     baseline = numeric_baseline(np.array([np.nan, np.nan]))
     assert baseline.edges == [] and baseline.missing_rate == 1.0
+
+
+def test_class_counts_are_one_emf_record_per_class() -> None:
+    import json
+
+    from sklambda.monitor import class_count_records
+
+    lines = class_count_records("ns", {"ModelName": "m", "ModelVersion": "1"}, {"a": 2, "b": 1})
+    records = [json.loads(line) for line in lines]
+    assert [(r["Class"], r["PredictedClass"]) for r in records] == [("a", 2), ("b", 1)]
+    directive = records[0]["_aws"]["CloudWatchMetrics"][0]
+    assert directive == {
+        "Namespace": "ns",
+        "Dimensions": [["ModelName", "ModelVersion", "Class"]],
+        "Metrics": [{"Name": "PredictedClass", "Unit": "Count"}],
+    }
+    assert all(records[0][d] for d in directive["Dimensions"][0])

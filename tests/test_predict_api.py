@@ -356,7 +356,8 @@ def test_metrics_are_emitted_with_model_dimensions(
         out = []
         for b in blobs:
             if name in b and all(b.get(k) == v for k, v in dims.items()):
-                out.extend(b[name])
+                value = b[name]
+                out.extend(value if isinstance(value, list) else [value])
         return out
 
     model = {"ModelName": "penguins", "ModelVersion": version}
@@ -366,6 +367,10 @@ def test_metrics_are_emitted_with_model_dimensions(
     assert len(values("RequestLatency", **model)) == 2
     assert sum(values("PredictedClass", **model)) == 4.0
     assert {b["Class"] for b in blobs if "PredictedClass" in b} <= {"Adelie", "Chinstrap", "Gentoo"}
+    class_blob = next(b for b in blobs if "PredictedClass" in b)
+    assert class_blob["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [
+        ["ModelName", "ModelVersion", "service", "Class"]
+    ]
     assert all(b["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "sklambda-test" for b in blobs)
 
 

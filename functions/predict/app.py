@@ -15,13 +15,13 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sklambda.contracts import ErrorBody, Health, PredictResponse, request_model
 from sklambda.errors import FieldError, InvalidInput, ModelLoadError
 from sklambda.model import Model, get_model
-from sklambda.monitor import Dimension, Metric
+from sklambda.monitor import Dimension, Metric, class_count_records
 from sklambda.predict import predict_all
 from sklambda.settings import get_settings
 
@@ -177,15 +177,10 @@ def health():
 
 
 def _count_classes(predictions: list[dict[str, Any]]) -> None:
-    for label, count in Counter(str(p["label"]) for p in predictions).items():
-        with single_metric(
-            name=Metric.PREDICTED_CLASS,
-            unit=MetricUnit.Count,
-            value=count,
-            namespace=metrics.namespace,
-            default_dimensions={**_dimensions, Dimension.CLASS: label},
-        ):
-            pass
+    counts = Counter(str(p["label"]) for p in predictions)
+    service = {"service": metrics.service} if metrics.service else {}
+    for line in class_count_records(metrics.namespace or "", {**_dimensions, **service}, counts):
+        print(line)
 
 
 # --- errors: the one place that maps them to HTTP --------------------------------------------

@@ -86,12 +86,17 @@ class SklearnBackend:
             columns=list(columns),
         )
         out = self.output
+        # Transform once and ask the final estimator for both answers: what Pipeline.predict
+        # and Pipeline.predict_proba would each do, without running the preprocessing twice.
+        model, features = self.pipeline, frame
+        if hasattr(model, "steps") and len(model.steps) > 1:
+            model, features = model[-1], model[:-1].transform(frame)
         if out.task == "regression":
-            return Scores(values=np.asarray(self.pipeline.predict(frame), dtype=np.float64))
-        labels = np.asarray(self.pipeline.predict(frame))
+            return Scores(values=np.asarray(model.predict(features), dtype=np.float64))
+        labels = np.asarray(model.predict(features))
         proba = None
         if probabilities and out.probabilities:
-            proba = np.asarray(self.pipeline.predict_proba(frame), dtype=np.float64)
+            proba = np.asarray(model.predict_proba(features), dtype=np.float64)
         return Scores(labels=labels, probabilities=proba)
 
 

@@ -7,6 +7,8 @@ stability index) bin new data with the same edges. Needs only numpy.
 
 from __future__ import annotations
 
+import json
+import time
 from collections import Counter
 from collections.abc import Iterable
 
@@ -32,6 +34,36 @@ class Dimension:
     MODEL_NAME = "ModelName"
     MODEL_VERSION = "ModelVersion"
     CLASS = "Class"
+
+
+def class_count_records(
+    namespace: str, dimensions: dict[str, str], counts: dict[str, int]
+) -> list[str]:
+    """One embedded-metric-format line per predicted class: ``PredictedClass`` with the class
+    as a dimension (EMF gives a dimension one value per line).
+
+    The lines are written by hand rather than through Powertools' ``single_metric``, which
+    builds a metrics provider per line and cost a fifth of a warm one-instance request.
+    """
+    timestamp = int(time.time() * 1000)
+    names = [*dimensions, Dimension.CLASS]
+    directive = {
+        "Namespace": namespace,
+        "Dimensions": [names],
+        "Metrics": [{"Name": Metric.PREDICTED_CLASS, "Unit": "Count"}],
+    }
+    return [
+        json.dumps(
+            {
+                "_aws": {"Timestamp": timestamp, "CloudWatchMetrics": [directive]},
+                **dimensions,
+                Dimension.CLASS: label,
+                Metric.PREDICTED_CLASS: count,
+            },
+            separators=(",", ":"),
+        )
+        for label, count in counts.items()
+    ]
 
 
 def numeric_bins(values: np.ndarray, edges: Iterable[float]) -> np.ndarray:

@@ -1,0 +1,202 @@
+"""`make bench` (online part): cold start and warm latency of the predict handler.
+
+Three handlers are measured in the same run, on the same requests: sklambda's handler with the
+onnx runtime, the same handler with the sklearn runtime, and the naive baseline
+(``bench/naive_handler.py``). Cold start is a fresh interpreter, from spawn to the first answer
+(imports, model load, first request). Warm latency is one handler call, in process, repeated.
+The machine is shared and noisy: medians and ratios against the baseline measured alongside are
+the figures to read, not single numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sklambda.examples import penguins
+from sklambda.local import LambdaContext, load_handler
+from sklambda.model import reset_model
+from sklambda.package import frame_to_records
+from sklambda.settings import get_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_DIR = ROOT / "models" / "penguins"
+HANDLERS = {
+    "sklambda onnx": (ROOT / "functions" / "predict" / "app.py", {"SKLAMBDA_RUNTIME": "onnx"}),
+    "sklambda sklearn": (
+        ROOT / "functions" / "predict" / "app.py",
+        {"SKLAMBDA_RUNTIME": "sklearn"},
+    ),
+    "naive baseline": (ROOT / "bench" / "naive_handler.py", {}),
+}
+BASE_ENV = {
+    "SKLAMBDA_MODEL_DIR": str(MODEL_DIR),
+    "POWERTOOLS_SERVICE_NAME": "predict",
+    "POWERTOOLS_METRICS_NAMESPACE": "sklambda-bench",
+}
+
+
+def request(instances: list[dict[str, Any]]) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((ROOT / "events" / "predict-single.json").read_text())
+    event = copy.deepcopy(event)
+    event["body"] = json.dumps({"instances": instances})
+    return event
+
+
+def holdout_rows(n: int) -> list[dict[str, Any]]:
+    frame = penguins.load_frame()
+    rows = frame_to_records(frame, penguins_features())
+    return [rows[i % len(rows)] for i in range(n)]
+
+
+def penguins_features() -> Any:
+    from sklambda.manifest import read_manifest
+
+    return read_manifest(MODEL_DIR).features
+
+
+COLD_SCRIPT = """
+import json, sys
+from sklambda.local import LambdaContext, load_handler
+event = json.loads(sys.stdin.read())
+module = load_handler(sys.argv[1])
+response = module.lambda_handler(event, LambdaContext(function_name="predict"))
+sys.stdout.write("ANSWER " + str(response["statusCode"]) + "\\n")
+sys.stdout.flush()
+"""
+
+
+def cold_start(path: Path, env: dict[str, str], event: dict[str, Any]) -> float:
+    """Seconds from spawning a fresh interpreter to its first answer."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", COLD_SCRIPT, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **BASE_ENV, **env},
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(json.dumps(event))
+    proc.stdin.close()
+    for line in proc.stdout:
+        if line.startswith("ANSWER "):
+            elapsed = time.perf_counter() - started
+            if line.split()[1] != "200":
+                raise RuntimeError(f"{path} answered {line.strip()}")
+            proc.wait()
+            return elapsed
+    raise RuntimeError(f"{path} gave no answer")
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Send the handlers' logs and metrics to /dev/null, as Lambda sends them to a pipe."""
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        yield
+
+
+def warm_handler(path: Path, env: dict[str, str]) -> Callable[[dict[str, Any]], Any]:
+    os.environ.update({**BASE_ENV, **env})
+    reset_model()
+    get_settings.cache_clear()
+    with quiet():
+        module = load_handler(path, name=f"bench_{len(env)}_{path.stem}")
+    context = LambdaContext(function_name="predict")
+    return lambda event: module.lambda_handler(event, context)
+
+
+def latencies(call: Callable[[dict[str, Any]], Any], event: dict[str, Any], n: int) -> list[float]:
+    out = []
+    with quiet():
+        for _ in range(min(50, n)):
+            call(event)  # warm caches, allocators, branch predictors
+        for _ in range(n):
+            started = time.perf_counter()
+            response = call(event)
+            out.append(time.perf_counter() - started)
+            assert response["statusCode"] == 200
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="bench/online.py")
+    parser.add_argument("--cold-runs", type=int, default=7)
+    parser.add_argument("--warm-runs", type=int, default=2000)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+
+    events = {1: request(holdout_rows(1)), 100: request(holdout_rows(100))}
+    results: dict[str, Any] = {"cold_start_s": {}, "warm_ms": {}}
+
+    print(f"cold start: {args.cold_runs} fresh interpreters per handler, interleaved", flush=True)
+    cold: dict[str, list[float]] = {name: [] for name in HANDLERS}
+    for _ in range(args.cold_runs):
+        for name, (path, env) in HANDLERS.items():
+            cold[name].append(cold_start(path, env, events[1]))
+    for name, values in cold.items():
+        results["cold_start_s"][name] = statistics.median(values)
+
+    print(f"warm: {args.warm_runs} calls per handler and request size", flush=True)
+    for name, (path, env) in HANDLERS.items():
+        call = warm_handler(path, env)
+        for size, event in events.items():
+            runs = args.warm_runs if size == 1 else max(200, args.warm_runs // 5)
+            values = latencies(call, event, runs)
+            results["warm_ms"][f"{name}, {size}"] = {
+                "p50": pct(values, 50) * 1000,
+                "p99": pct(values, 99) * 1000,
+                "runs": runs,
+            }
+
+    base_cold = results["cold_start_s"]["naive baseline"]
+    print("\n| Handler | Cold start (median) | vs baseline |")
+    print("|---|---|---|")
+    for name, value in results["cold_start_s"].items():
+        print(f"| {name} | {value:.3f} s | {value / base_cold:.2f}x |")
+    print("\n| Handler, instances | p50 | p99 | p50 vs baseline |")
+    print("|---|---|---|---|")
+    for key, figures in results["warm_ms"].items():
+        size = key.rsplit(", ", 1)[1]
+        base = results["warm_ms"][f"naive baseline, {size}"]["p50"]
+        print(
+            f"| {key} | {figures['p50']:.3f} ms | {figures['p99']:.3f} ms | "
+            f"{figures['p50'] / base:.3f}x |"
+        )
+    onnx1 = results["warm_ms"]["sklambda onnx, 1"]
+    goals = {
+        "warm 1-instance p50 <= baseline / 10": onnx1["p50"]
+        <= results["warm_ms"]["naive baseline, 1"]["p50"] / 10,
+        "warm 1-instance p99 < 1 ms": onnx1["p99"] < 1.0,
+        "warm 100-instance p50 < 5 ms": results["warm_ms"]["sklambda onnx, 100"]["p50"] < 5.0,
+        "cold start <= baseline / 3": results["cold_start_s"]["sklambda onnx"] <= base_cold / 3,
+    }
+    print("\nGoals (onnx runtime):")
+    for goal, met in goals.items():
+        print(f"  {'met ' if met else 'MISSED'} {goal}")
+    results["goals"] = goals
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
