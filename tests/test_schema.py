@@ -6,9 +6,11 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sklambda.manifest import Feature
-from sklambda.schema import InputSchema
+from sklambda.schema import InputSchema, _cell_value
 
 FEATURES = [
     Feature(name="n", kind="numeric", nullable=False),
@@ -156,3 +158,48 @@ def test_no_rows_give_empty_typed_columns(schema: InputSchema) -> None:
         and result.columns["n"].dtype == np.float64
         and len(result.columns["n"]) == 0
     )
+
+
+# --- text cells (CSV) follow the same rules and messages as JSON values ----------------------
+
+cells = st.sampled_from(
+    [
+        "",
+        "1",
+        "2.5",
+        "-3",
+        "1e3",
+        "nan",
+        "NaN",
+        "inf",
+        "-Infinity",
+        "a",
+        "b",
+        "x",
+        "true",
+        "false",
+        "0",
+        " 7 ",
+        "1_0",
+        "0x1",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(st.fixed_dictionaries({f.name: cells for f in FEATURES}), min_size=1, max_size=6)
+)
+def test_text_cells_get_the_same_verdicts_as_their_json_values(rows: list[dict[str, str]]) -> None:
+    schema = InputSchema(FEATURES)
+    by_text = schema.validate_text({f.name: [r[f.name] for r in rows] for f in FEATURES}, len(rows))
+    by_value = schema.validate(
+        [{f.name: _cell_value(f, r[f.name]) for f in FEATURES} for r in rows]
+    )
+    assert by_text.rows == by_value.rows
+    assert sorted((e.row, e.field, e.reason) for e in by_text.errors) == sorted(
+        (e.row, e.field, e.reason) for e in by_value.errors
+    )
+    assert [(n.row, n.field) for n in by_text.notes] == [(n.row, n.field) for n in by_value.notes]
+    for name in by_value.columns:
+        np.testing.assert_array_equal(by_text.columns[name], by_value.columns[name])

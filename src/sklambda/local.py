@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 
 @dataclass
@@ -47,3 +49,35 @@ def load_handler(path: str | Path, name: str | None = None) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_template(path: str | Path) -> dict[str, Any]:
+    """Read a SAM/CloudFormation template, short-form tags (``!Ref``, ``!Sub``...) included,
+    as the long form (``{"Ref": ...}``, ``{"Fn::Sub": ...}``)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def construct(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+        name = suffix if suffix == "Ref" else f"Fn::{suffix}"
+        if isinstance(node, yaml.ScalarNode):
+            value: Any = loader.construct_scalar(node)
+            if suffix == "GetAtt":
+                value = value.split(".", 1)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)
+        return {name: value}
+
+    Loader.add_multi_constructor("!", construct)
+    loaded: dict[str, Any] = yaml.load(Path(path).read_text(), Loader=Loader)
+    return loaded
+
+
+def resolve_sub(template: dict[str, Any], text: str, pseudo: dict[str, str]) -> str:
+    """Resolve ``${Name}`` in a ``!Sub`` string with parameter defaults and pseudo parameters."""
+    params = {k: str(v.get("Default", "")) for k, v in template.get("Parameters", {}).items()}
+    values = {**params, **pseudo}
+    return re.sub(r"\$\{([^}]+)\}", lambda m: values[m.group(1)], text)

@@ -28,6 +28,13 @@ class Metric:
     INVALID_REQUESTS = "InvalidRequests"
     PREDICTED_CLASS = "PredictedClass"
     MODEL_UNAVAILABLE = "ModelUnavailable"
+    FILES_PROCESSED = "FilesProcessed"
+    FILES_FAILED = "FilesFailed"
+    FILES_SKIPPED = "FilesSkipped"
+    ROWS_SCORED = "RowsScored"
+    ROWS_REJECTED = "RowsRejected"
+    ROWS_PER_SECOND = "RowsPerSecond"
+    BATCH_DURATION = "BatchDuration"
 
 
 class Dimension:

@@ -185,6 +185,76 @@ class InputSchema:
         columns = {f.name: _to_array(f, col) for f, col in zip(self.features, values, strict=True)}
         return Validated(columns=columns, rows=kept, errors=errors, notes=notes)
 
+    def validate_text(self, columns: Mapping[str, Sequence[str]], n_rows: int) -> Validated:
+        """Validate text cells (a CSV chunk: feature name to its column of strings).
+
+        The same rules and messages as ``validate``, with cells read the way a text format
+        means them: an empty cell is missing, a number is parsed as by ``float()``, a boolean
+        is true/false/1/0. Whole columns are converted with numpy; only the cells that fail are
+        looked at one by one, by the same checks ``validate`` uses, for their reasons.
+        """
+        bad = np.zeros(n_rows, dtype=bool)
+        errors: list[FieldError] = []
+        typed: dict[str, np.ndarray] = {}
+        unseen: dict[str, np.ndarray] = {}
+        for checker in self._checkers:
+            f = checker.feature
+            cells = np.asarray(columns[f.name], dtype=object).reshape(n_rows)
+            missing = cells == ""
+            suspect = missing & (not f.nullable)
+            if f.kind in ("numeric", "integer"):
+                values, unparsable = _parse_numbers(cells, missing)
+                suspect |= unparsable | np.isinf(values)
+                suspect |= np.isnan(values) & ~missing & ~unparsable & (not f.nullable)
+                if f.kind == "integer":
+                    finite = np.isfinite(values)
+                    fractional = np.zeros(n_rows, dtype=bool)
+                    fractional[finite] = values[finite] != np.floor(values[finite])
+                    suspect |= fractional
+                typed[f.name] = values
+            elif f.kind == "categorical":
+                values = np.where(missing, np.array(None, dtype=object), cells)
+                if checker.allowed:
+                    known = np.isin(cells, list(checker.allowed)) | missing
+                    if f.unseen == "reject":
+                        suspect |= ~known
+                    else:
+                        unseen[f.name] = ~known
+                typed[f.name] = values
+            else:
+                flags = np.array([_BOOLEANS.get(c) for c in cells], dtype=object)
+                suspect |= (flags == None) & ~missing  # noqa: E711 (elementwise)
+                typed[f.name] = flags
+            for i in np.flatnonzero(suspect):
+                _, reason, _ = checker.check(_cell_value(f, cells[i]))
+                if reason is not None:
+                    errors.append(FieldError(int(i), f.name, reason))
+                    bad[i] = True
+        keep = ~bad
+        out: Columns = {}
+        for f in self.features:
+            values = typed[f.name][keep]
+            if f.kind in ("numeric", "integer"):
+                out[f.name] = (
+                    values.astype(np.int64) if f.kind == "integer" and not f.nullable else values
+                )
+            elif f.kind == "boolean":
+                out[f.name] = _to_array(f, values.tolist())
+            else:
+                out[f.name] = values
+        notes = []
+        for name, mask in unseen.items():
+            checker = self._checkers[self.names.index(name)]
+            for i in np.flatnonzero(mask & keep):
+                _, _, note = checker.check(columns[name][int(i)])
+                if note is not None:
+                    notes.append(FieldError(int(i), name, note))
+        errors.sort(key=lambda e: e.row)
+        notes.sort(key=lambda e: e.row)
+        return Validated(
+            columns=out, rows=np.flatnonzero(keep).tolist(), errors=errors, notes=notes
+        )
+
     def validate_columns(self, columns: Mapping[str, Sequence[Any]]) -> Validated:
         """Validate column-oriented input (feature name to a sequence of values)."""
         if not columns:
@@ -197,6 +267,48 @@ class InputSchema:
         lists = [_as_python_list(columns[name]) for name in names]
         records = (dict(zip(names, row, strict=True)) for row in zip(*lists, strict=True))
         return self.validate(records) if n else self.validate([])
+
+
+_BOOLEANS = {
+    "true": True,
+    "True": True,
+    "TRUE": True,
+    "1": True,
+    "false": False,
+    "False": False,
+    "FALSE": False,
+    "0": False,
+}
+
+
+def _cell_value(feature: Feature, cell: str) -> Any:
+    """A text cell as the JSON-like value it stands for."""
+    if cell == "":
+        return None
+    if feature.kind in ("numeric", "integer"):
+        try:
+            return float(cell)
+        except ValueError:
+            return cell
+    if feature.kind == "boolean":
+        return _BOOLEANS.get(cell, cell)
+    return cell
+
+
+def _parse_numbers(cells: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Parse a column of text as float64 (missing as NaN); flag the cells that are no number."""
+    filled = np.where(missing, "nan", cells)
+    try:
+        return filled.astype(np.float64), np.zeros(cells.shape, dtype=bool)
+    except ValueError:
+        values = np.full(cells.shape, np.nan)
+        unparsable = np.zeros(cells.shape, dtype=bool)
+        for i, cell in enumerate(filled):
+            try:
+                values[i] = float(cell)
+            except ValueError:
+                unparsable[i] = True
+        return values, unparsable
 
 
 def _as_python_list(values: Sequence[Any]) -> list[Any]:
