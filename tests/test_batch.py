@@ -359,7 +359,7 @@ def test_the_encoded_key_event_decodes_plus_percent_and_unicode() -> None:
 
 
 def test_every_s3_event_is_exercised() -> None:
-    names = {p.name for p in EVENTS.glob("s3-*.json")}
+    names = {p.name for p in EVENTS.glob("*.json") if json.loads(p.read_text()).get("Records")}
     assert names == {
         "s3-put-csv.json",
         "s3-put-jsonl.json",
