@@ -52,8 +52,9 @@ $(MODEL_DIR)/model.json:
 demo: setup $(MODEL_DIR)/model.json  ## train if needed, then show the model scoring a sample
 	$(PY) scripts/demo.py --model $(MODEL_DIR)
 
-bench: setup  ## benchmarks: online cold start and warm latency against a naive baseline
+bench: setup  ## benchmarks against naive baselines: online latency and cold start, batch throughput and memory
 	$(PY) bench/online.py --json out/bench/online.json
+	$(PY) bench/batch.py --json out/bench/batch.json
 
 openapi: setup  ## write docs/openapi.json from the routes and models/$(MODEL_NAME)/model.json
 	$(PY) scripts/openapi.py --model $(MODEL_DIR)
