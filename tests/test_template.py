@@ -1,0 +1,133 @@
+"""template.yaml says what the code expects: routes, triggers, prefixes, limits and permissions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sklambda.batch import INCOMING, output_keys
+from sklambda.local import load_template
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template(REPO / "template.yaml")
+
+
+def resources(template: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def test_functions_run_python_313_on_the_chosen_architecture(template: dict[str, Any]) -> None:
+    globals_ = template["Globals"]["Function"]
+    assert globals_["Runtime"] == "python3.13"
+    assert globals_["Architectures"] == [{"Ref": "Architecture"}]
+    assert template["Parameters"]["Architecture"]["Default"] == "arm64"
+    assert globals_["Tracing"] == "Active"
+
+
+def test_the_api_routes_are_the_handlers_routes(template: dict[str, Any]) -> None:
+    import json
+
+    body = template["Resources"]["PredictApi"]["Properties"]["DefinitionBody"]
+    in_template = {(path, method) for path, ops in body["paths"].items() for method in ops}
+    # docs/openapi.json is generated from the handler's routes (test_openapi keeps it current)
+    generated = json.loads((REPO / "docs" / "openapi.json").read_text())
+    in_handler = {(path, method) for path, ops in generated["paths"].items() for method in ops}
+    assert in_template == in_handler == {("/predict", "post"), ("/model", "get"), ("/health", "get")}
+
+
+def test_every_route_is_secured_by_the_auth_mode(template: dict[str, Any]) -> None:
+    body = template["Resources"]["PredictApi"]["Properties"]["DefinitionBody"]
+    expected = {
+        "Fn::If": ["UseIam", [{"sigv4": []}], {"Fn::If": ["UseApiKey", [{"api_key": []}], []]}]
+    }
+    for ops in body["paths"].values():
+        for op in ops.values():
+            assert op["security"] == expected
+    assert template["Parameters"]["AuthMode"]["Default"] == "IAM"
+    assert set(template["Parameters"]["AuthMode"]["AllowedValues"]) == {"IAM", "API_KEY", "NONE"}
+    plan = template["Resources"]["PredictUsagePlan"]
+    assert plan["Condition"] == "UseApiKey"
+    assert plan["Properties"]["Throttle"] == {
+        "RateLimit": {"Ref": "ApiRateLimit"},
+        "BurstLimit": {"Ref": "ApiBurstLimit"},
+    }
+
+
+def test_batch_triggers_watch_incoming_for_the_four_formats(template: dict[str, Any]) -> None:
+    events = template["Resources"]["BatchFunction"]["Properties"]["Events"].values()
+    filters = set()
+    for event in events:
+        assert event["Type"] == "S3"
+        assert event["Properties"]["Bucket"] == {"Ref": "DataBucket"}
+        assert event["Properties"]["Events"] == "s3:ObjectCreated:*"
+        rules = {r["Name"]: r["Value"] for r in event["Properties"]["Filter"]["S3Key"]["Rules"]}
+        filters.add((rules["prefix"], rules["suffix"]))
+    assert filters == {(INCOMING, s) for s in (".csv", ".csv.gz", ".jsonl", ".jsonl.gz")}
+
+
+def test_outputs_go_where_the_trigger_cannot_see(template: dict[str, Any]) -> None:
+    keys = output_keys("incoming/a/b.csv")
+    for key in (keys.predictions, keys.errors, keys.manifest):
+        assert not key.startswith(INCOMING)
+    statements = template["Resources"]["BatchFunction"]["Properties"]["Policies"][0]["Statement"]
+    by_sid = {s["Sid"]: s for s in statements}
+    read = by_sid["ReadIncoming"]["Resource"]["Fn::Sub"]
+    assert read.endswith("/incoming/*")
+    writes = [r["Fn::Sub"] for r in by_sid["WriteResults"]["Resource"]]
+    assert sorted(w.rsplit("/", 2)[-2] for w in writes) == ["errors", "manifests", "predictions"]
+    assert all("incoming" not in w for w in writes)
+
+
+def test_the_bucket_is_named_with_sub_and_never_referenced_by_the_policies(
+    template: dict[str, Any],
+) -> None:
+    name = template["Resources"]["DataBucket"]["Properties"]["BucketName"]
+    assert "Fn::Sub" in name
+    policies = str(template["Resources"]["BatchFunction"]["Properties"]["Policies"])
+    assert "DataBucket" not in policies  # a !Ref here would make a circular dependency
+    assert name["Fn::Sub"].split("-data-")[0] == "${BucketPrefix}"
+
+
+def test_batch_failures_are_bounded_and_land_in_an_encrypted_queue(
+    template: dict[str, Any],
+) -> None:
+    props = template["Resources"]["BatchFunction"]["Properties"]
+    config = props["EventInvokeConfig"]
+    assert config["MaximumRetryAttempts"] == {"Ref": "BatchMaxRetries"}
+    assert set(template["Parameters"]["BatchMaxRetries"]["AllowedValues"]) <= {0, 1, 2}
+    assert config["DestinationConfig"]["OnFailure"] == {
+        "Type": "SQS",
+        "Destination": {"Fn::GetAtt": ["BatchDeadLetterQueue", "Arn"]},
+    }
+    assert (
+        template["Resources"]["BatchDeadLetterQueue"]["Properties"]["SqsManagedSseEnabled"] is True
+    )
+    assert props["Environment"]["Variables"]["SKLAMBDA_DEAD_LETTER_QUEUE_URL"] == {
+        "Ref": "BatchDeadLetterQueue"
+    }
+    for setting in ("MemorySize", "Timeout", "ReservedConcurrentExecutions"):
+        assert "Ref" in props[setting]
+
+
+def test_log_groups_have_a_retention(template: dict[str, Any]) -> None:
+    groups = resources(template, "AWS::Logs::LogGroup")
+    assert set(groups) == {"PredictLogGroup", "BatchLogGroup"}
+    for group in groups.values():
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    for fn in resources(template, "AWS::Serverless::Function").values():
+        assert fn["Properties"]["LoggingConfig"]["LogGroup"]["Ref"] in groups
+
+
+def test_settings_the_template_passes_exist(template: dict[str, Any]) -> None:
+    from sklambda.settings import PREFIX, Settings
+
+    for fn in resources(template, "AWS::Serverless::Function").values():
+        for name in fn["Properties"]["Environment"]["Variables"]:
+            if name.startswith(PREFIX):
+                assert name[len(PREFIX) :].lower() in Settings.model_fields, name
