@@ -13,7 +13,18 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/dev.txt pyproject.toml | ck
 MODEL_NAME ?= penguins
 MODEL_DIR := models/$(MODEL_NAME)
 
-.PHONY: help setup lint test model package demo openapi bench lock clean
+# Build tools (SAM CLI, cfn-lint) live in their own venv: SAM pins its own boto3.
+TOOLS := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed-$(shell cksum < requirements/tools.txt | cut -d' ' -f1)
+SAM := $(TOOLS)/bin/sam
+export SAM_CLI_TELEMETRY := 0
+AWS_REGION ?= us-east-1
+ARCH ?= arm64
+# The runtime layer the functions get: the one the model's manifest names.
+SERVING_RUNTIME ?= $(shell python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["runtime"]["serving"])' $(MODEL_DIR)/model.json 2>/dev/null || echo onnx)
+HOST_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
+
+.PHONY: help setup lint test model package demo openapi bench lock clean tools lint-template build build-host size test-built lock-tools
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -59,11 +70,43 @@ bench: setup  ## benchmarks against naive baselines: online latency and cold sta
 openapi: setup  ## write docs/openapi.json from the routes and models/$(MODEL_NAME)/model.json
 	$(PY) scripts/openapi.py --model $(MODEL_DIR)
 
+$(TOOLS_STAMP): requirements/tools.txt
+	@echo "==> creating $(TOOLS) from requirements/tools.txt"
+	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	@$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check pip==$(PIP_VERSION)
+	@$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/tools.txt
+	@rm -f $(TOOLS)/.installed-* && touch $@
+
+tools: $(TOOLS_STAMP)  ## create .venv-tools (SAM CLI, cfn-lint) from the pinned requirements
+
+lint-template: tools  ## sam validate --lint (cfn-lint 1.53.3, which still checks SAM templates)
+	$(SAM) validate --lint --region $(AWS_REGION)
+
+build: lint-template  ## sam build for ARCH (arm64, the default, or x86_64) into .aws-sam/build; no Docker
+	MODEL_NAME=$(MODEL_NAME) SKLAMBDA_ARCH=$(ARCH) $(SAM) build --build-dir .aws-sam/build --region $(AWS_REGION) \
+	  --parameter-overrides Architecture=$(ARCH) ServingRuntime=$(SERVING_RUNTIME)
+
+size: setup  ## unpacked size of each function with its layers in .aws-sam/build; fails above 250 MB
+	$(PY) scripts/size.py --build-dir .aws-sam/build --parameter ServingRuntime=$(SERVING_RUNTIME)
+
+build-host: lint-template setup  ## build for this machine (its architecture and Python) into .aws-sam/build-host
+	MODEL_NAME=$(MODEL_NAME) SKLAMBDA_ARCH=$(HOST_ARCH) SKLAMBDA_PYTHON=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])') \
+	  $(SAM) build --build-dir .aws-sam/build-host --region $(AWS_REGION) --parameter-overrides Architecture=$(HOST_ARCH)
+
+test-built: build-host  ## what `sam local invoke` would run: the built functions, isolated, with every event
+	SKLAMBDA_BUILD_DIR=.aws-sam/build-host SKLAMBDA_SAM=$(SAM) $(BIN)/pytest -q tests/built
+
+lock-tools:  ## re-pin requirements/tools.txt from requirements/tools.in in a scratch venv
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet pip==$(PIP_VERSION) && .venv-lock/bin/pip install --quiet -r requirements/tools.in
+	{ sed -n '1p' requirements/tools.txt; .venv-lock/bin/pip freeze --all | grep -v -E '^(pip|wheel)=='; } > requirements/tools.txt.new
+	mv requirements/tools.txt.new requirements/tools.txt && rm -rf .venv-lock
+
 lock:  ## re-pin requirements/dev.txt from requirements/dev.in in a scratch venv
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/pip install --quiet pip==$(PIP_VERSION) && .venv-lock/bin/pip install --quiet -r requirements/dev.in
 	{ sed -n '1,2p' requirements/dev.txt; .venv-lock/bin/pip freeze --all | grep -v -E '^(pip|wheel)=='; } > requirements/dev.txt.new
 	mv requirements/dev.txt.new requirements/dev.txt && rm -rf .venv-lock
 
-clean:  ## remove the venv and build output
-	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+clean:  ## remove the venvs and build output
+	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache .mypy_cache .ruff_cache

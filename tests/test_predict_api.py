@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import math
 import sys
 from collections.abc import Callable, Iterator
@@ -74,21 +73,6 @@ class _CurrentStdout:
         sys.stdout.flush()
 
 
-def forget_logger(service: str) -> None:
-    """Powertools keeps one logging.Logger per service, marked as configured, with a handler
-    bound to the stdout of the test that first made it: start the next environment clean."""
-    log = logging.getLogger(service)
-    log.handlers.clear()
-    for attr in (
-        "init",
-        "powertools_handler",
-        "powertools_buffer_config",
-        "powertools_buffer_cache",
-    ):
-        if hasattr(log, attr):
-            delattr(log, attr)
-
-
 @pytest.fixture
 def make_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., ModuleType]]:
     """A fresh execution environment of the predict function, with settings from ``env``."""
@@ -102,7 +86,6 @@ def make_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., ModuleTy
             monkeypatch.setenv(key, value)
         reset_model()
         get_settings.cache_clear()
-        forget_logger("predict")
         shared = Metrics()  # Powertools metrics share their state across instances
         shared.clear_metrics()
         shared.clear_default_dimensions()

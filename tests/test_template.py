@@ -38,7 +38,9 @@ def test_the_api_routes_are_the_handlers_routes(template: dict[str, Any]) -> Non
     # docs/openapi.json is generated from the handler's routes (test_openapi keeps it current)
     generated = json.loads((REPO / "docs" / "openapi.json").read_text())
     in_handler = {(path, method) for path, ops in generated["paths"].items() for method in ops}
-    assert in_template == in_handler == {("/predict", "post"), ("/model", "get"), ("/health", "get")}
+    assert (
+        in_template == in_handler == {("/predict", "post"), ("/model", "get"), ("/health", "get")}
+    )
 
 
 def test_every_route_is_secured_by_the_auth_mode(template: dict[str, Any]) -> None:

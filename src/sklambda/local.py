@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import logging
+import os
 import re
+import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -42,6 +46,7 @@ def load_handler(path: str | Path, name: str | None = None) -> ModuleType:
     Each call executes the module afresh (a new execution environment), so module-level state
     such as the loaded model starts clean.
     """
+    forget_powertools_loggers()
     file = Path(path)
     spec = importlib.util.spec_from_file_location(name or f"{file.parent.name}_app", file)
     if spec is None or spec.loader is None:
@@ -49,6 +54,22 @@ def load_handler(path: str | Path, name: str | None = None) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def forget_powertools_loggers() -> None:
+    """Powertools keeps one ``logging.Logger`` per service, marked as configured and holding the
+    handler of the first execution environment; a new one in the same process starts clean."""
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger) and hasattr(logger, "powertools_handler"):
+            logger.handlers.clear()
+            for attr in (
+                "init",
+                "powertools_handler",
+                "powertools_buffer_config",
+                "powertools_buffer_cache",
+            ):
+                if hasattr(logger, attr):
+                    delattr(logger, attr)
 
 
 def load_template(path: str | Path) -> dict[str, Any]:
@@ -81,3 +102,201 @@ def resolve_sub(template: dict[str, Any], text: str, pseudo: dict[str, str]) -> 
     params = {k: str(v.get("Default", "")) for k, v in template.get("Parameters", {}).items()}
     values = {**params, **pseudo}
     return re.sub(r"\$\{([^}]+)\}", lambda m: values[m.group(1)], text)
+
+
+PSEUDO = {
+    "AWS::AccountId": "000000000000",
+    "AWS::Region": "us-east-1",
+    "AWS::Partition": "aws",
+    "AWS::StackName": "sklambda",
+    "AWS::URLSuffix": "amazonaws.com",
+}
+
+
+class TemplateResolver:
+    """Resolve the intrinsics a local run needs: parameters (defaults, or overrides),
+    conditions, ``Fn::If``, ``Fn::Sub``; a reference to a resource becomes its logical id
+    unless ``resources`` maps it to a local stand-in (a moto queue URL, say)."""
+
+    def __init__(
+        self,
+        template: dict[str, Any],
+        parameters: dict[str, str] | None = None,
+        resources: dict[str, str] | None = None,
+    ) -> None:
+        self.template = template
+        self.values = {
+            k: str(v.get("Default", "")) for k, v in template.get("Parameters", {}).items()
+        }
+        self.values.update(parameters or {})
+        self.resources = resources or {}
+
+    def condition(self, name: str) -> bool:
+        return bool(self.resolve(self.template["Conditions"][name]))
+
+    def resolve(self, node: Any) -> Any:
+        if isinstance(node, list):
+            return [self.resolve(n) for n in node]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            ((key, arg),) = node.items()
+            if key == "Ref":
+                if arg in self.values:
+                    return self.values[arg]
+                return PSEUDO.get(arg) or self.resources.get(arg, arg)
+            if key == "Fn::Sub":
+                return re.sub(
+                    r"\$\{([^}]+)\}",
+                    lambda m: str(self.resolve({"Ref": m.group(1).split(".")[0]})),
+                    arg if isinstance(arg, str) else arg[0],
+                )
+            if key == "Fn::If":
+                name, then, otherwise = arg
+                return self.resolve(then if self.condition(name) else otherwise)
+            if key == "Fn::Equals":
+                left, right = (self.resolve(a) for a in arg)
+                return str(left) == str(right)
+            if key == "Fn::GetAtt":
+                return self.resources.get(".".join(arg), ".".join(arg))
+            if key == "Condition":
+                return self.condition(arg)
+        return {k: self.resolve(v) for k, v in node.items()}
+
+    def function_environment(self, logical_id: str) -> dict[str, str]:
+        """The environment variables Lambda would give the function (Globals merged)."""
+        globals_ = self.template.get("Globals", {}).get("Function", {})
+        props = self.template["Resources"][logical_id]["Properties"]
+        merged = {
+            **globals_.get("Environment", {}).get("Variables", {}),
+            **props.get("Environment", {}).get("Variables", {}),
+        }
+        return {k: str(self.resolve(v)) for k, v in merged.items()}
+
+    def function_layers(self, logical_id: str) -> list[str]:
+        """The logical ids of the function's layers, in order."""
+        props = self.template["Resources"][logical_id]["Properties"]
+        return [str(self.resolve(layer)) for layer in props.get("Layers", [])]
+
+    def function_handler(self, logical_id: str) -> tuple[str, str]:
+        """``(CodeUri, Handler)`` of a function."""
+        props = self.template["Resources"][logical_id]["Properties"]
+        return str(props["CodeUri"]), str(props["Handler"])
+
+
+_RESULT_MARK = "@@sklambda-result@@ "
+_BOOTSTRAP = r"""
+import importlib, json, os, sys, time
+sys.path[:0] = json.loads(os.environ.pop("SKLAMBDA_LOCAL_PATHS"))
+module_name, function_name = os.environ.pop("SKLAMBDA_LOCAL_HANDLER").rsplit(".", 1)
+timeout = float(os.environ.pop("SKLAMBDA_LOCAL_TIMEOUT", "900"))
+event = json.loads(sys.stdin.read())
+
+
+class Context:
+    function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
+    function_version = "$LATEST"
+    memory_limit_in_mb = 1024
+    aws_request_id = "00000000-0000-0000-0000-000000000000"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:" + function_name
+    log_group_name = "/aws/lambda/" + function_name
+    log_stream_name = "local"
+    _deadline = time.monotonic() + timeout
+
+    def get_remaining_time_in_millis(self):
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+handler = getattr(importlib.import_module(module_name), function_name)
+result = handler(event, Context())
+sys.stdout.write("\n" + MARK + json.dumps(result) + "\n")
+""".replace("MARK", repr(_RESULT_MARK))
+
+
+@dataclass
+class BuiltRun:
+    result: Any
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+def built_function_command(
+    build_dir: str | Path,
+    logical_id: str,
+    resolver: TemplateResolver,
+    *,
+    python: str,
+    runtime_paths: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    bytecode: bool = True,
+) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that run a function of a ``sam build`` output the way
+    Lambda would: a fresh interpreter (``-I -S``: no site-packages, no PYTHONPATH) whose path
+    holds only the function's directory, its layers' ``python`` directories and the packages
+    the Lambda runtime itself provides (``runtime_paths``, e.g. boto3); ``/opt/...`` in the
+    function's environment points into the layer that holds it."""
+    build = Path(build_dir)
+    _, handler = resolver.function_handler(logical_id)
+    layers = [build / layer for layer in resolver.function_layers(logical_id)]
+    paths = [str(build / logical_id)]
+    paths += [str(layer / "python") for layer in layers if (layer / "python").is_dir()]
+    paths += list(runtime_paths or [])
+    variables = resolver.function_environment(logical_id)
+    for name, value in variables.items():
+        if value.startswith("/opt/"):
+            rest = value[len("/opt/") :]
+            for layer in layers:
+                if (layer / rest).exists():
+                    variables[name] = str(layer / rest)
+    base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+    environment = {
+        **base,
+        **{k: v for k, v in variables.items() if v != ""},
+        "LAMBDA_TASK_ROOT": str(build / logical_id),
+        "AWS_LAMBDA_FUNCTION_NAME": logical_id,
+        "SKLAMBDA_LOCAL_PATHS": json.dumps(paths),
+        "SKLAMBDA_LOCAL_HANDLER": handler,
+        **(env or {}),
+    }
+    flags = ["-I", "-S"] + ([] if bytecode else ["-B"])
+    return [python, *flags, "-c", _BOOTSTRAP], environment
+
+
+def invoke_built(
+    build_dir: str | Path,
+    logical_id: str,
+    event: dict[str, Any],
+    resolver: TemplateResolver,
+    *,
+    python: str,
+    runtime_paths: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    bytecode: bool = True,
+    timeout: float = 300,
+) -> BuiltRun:
+    """Invoke a built function once in a fresh interpreter (see ``built_function_command``)."""
+    command, environment = built_function_command(
+        build_dir,
+        logical_id,
+        resolver,
+        python=python,
+        runtime_paths=runtime_paths,
+        env=env,
+        bytecode=bytecode,
+    )
+    started = time.perf_counter()
+    done = subprocess.run(
+        command,
+        input=json.dumps(event),
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=timeout,
+        check=False,
+    )
+    seconds = time.perf_counter() - started
+    if done.returncode != 0 or _RESULT_MARK not in done.stdout:
+        raise RuntimeError(f"{logical_id} failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
+    head, _, tail = done.stdout.rpartition(_RESULT_MARK)
+    return BuiltRun(json.loads(tail.strip()), head, done.stderr, seconds)

@@ -1,0 +1,338 @@
+"""What `sam local invoke` would run (`make test-built`): the built functions, each in a fresh
+isolated interpreter, answer every event in events/ exactly as the source does in-process; the
+layers are trimmed, compiled and within Lambda's limits.
+
+They need a `sam build` for this machine in ``$SKLAMBDA_BUILD_DIR`` (``make build-host``);
+without one, they are skipped.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote_plus
+
+import pytest
+
+from sklambda.local import (
+    LambdaContext,
+    TemplateResolver,
+    invoke_built,
+    load_handler,
+    load_template,
+)
+from sklambda.model import reset_model
+from sklambda.settings import get_settings
+
+REPO = Path(__file__).resolve().parents[2]
+EVENTS = REPO / "events"
+API_EVENTS = sorted(p.name for p in EVENTS.glob("*.json") if not p.name.startswith("s3-"))
+S3_EVENTS = sorted(p.name for p in EVENTS.glob("s3-*.json"))
+# What the Lambda Python runtime itself provides, next to the function and its layers.
+RUNTIME_PROVIDED = ["boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six"]
+
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("SKLAMBDA_BUILD_DIR"), reason="needs a host build: make test-built"
+)
+
+
+@pytest.fixture(scope="session")
+def build_dir() -> Path:
+    return Path(os.environ["SKLAMBDA_BUILD_DIR"]).resolve()
+
+
+@pytest.fixture(scope="session")
+def built_template(build_dir: Path) -> dict:  # type: ignore[type-arg]
+    return load_template(build_dir / "template.yaml")
+
+
+@pytest.fixture(scope="session")
+def python() -> str:
+    """The interpreter without the project venv (its site-packages are never on the path)."""
+    return str(getattr(sys, "_base_executable", sys.executable))
+
+
+@pytest.fixture(scope="session")
+def runtime_paths(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """A directory holding only what Lambda's runtime provides (links into this venv)."""
+    root = tmp_path_factory.mktemp("lambda-runtime")
+    for name in RUNTIME_PROVIDED:
+        spec = importlib.util.find_spec(name)
+        assert spec is not None and spec.origin is not None
+        origin = Path(spec.origin)
+        source = origin.parent if origin.name == "__init__.py" else origin
+        (root / source.name).symlink_to(source)
+    return [str(root)]
+
+
+@pytest.fixture(scope="session")
+def resolvers(built_template: dict) -> dict[str, TemplateResolver]:  # type: ignore[type-arg]
+    return {
+        runtime: TemplateResolver(built_template, {"ServingRuntime": runtime})
+        for runtime in ("onnx", "sklearn")
+    }
+
+
+def in_process(
+    function: str, event: dict[str, Any], env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    """The same event through the source handler, in this process, with the same settings."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("SKLAMBDA_MODEL_DIR", str(REPO / "models" / "penguins"))
+    reset_model()
+    get_settings.cache_clear()
+    module = load_handler(REPO / "functions" / function / "app.py", name=f"source_{function}")
+    try:
+        return module.lambda_handler(
+            event, LambdaContext(function_name=function, timeout_seconds=900)
+        )
+    finally:
+        module.metrics.clear_metrics()
+        module.metrics.clear_default_dimensions()
+        reset_model()
+        get_settings.cache_clear()
+
+
+def body_of(response: dict[str, Any]) -> Any:
+    return json.loads(response["body"])
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "sklearn"])
+@pytest.mark.parametrize("name", API_EVENTS)
+def test_the_built_predict_function_answers_like_the_source(
+    name: str,
+    runtime: str,
+    build_dir: Path,
+    resolvers: dict[str, TemplateResolver],
+    python: str,
+    runtime_paths: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given an event from events/
+    event = json.loads((EVENTS / name).read_text())
+    resolver = resolvers[runtime]
+    # When the built function (its layers only, no project venv) and the source answer it
+    built = invoke_built(
+        build_dir, "PredictFunction", event, resolver, python=python, runtime_paths=runtime_paths
+    ).result
+    env = {
+        k: v
+        for k, v in resolver.function_environment("PredictFunction").items()
+        if not v.startswith("/opt/")
+    }
+    source = in_process("predict", event, env, monkeypatch)
+    # Then the answers are the same
+    assert built["statusCode"] == source["statusCode"]
+    assert body_of(built) == body_of(source)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    """moto's server on loopback, as the S3 and SQS of both runs."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.mark.parametrize("name", S3_EVENTS)
+def test_the_built_batch_function_scores_like_the_source(
+    name: str,
+    build_dir: Path,
+    resolvers: dict[str, TemplateResolver],
+    python: str,
+    runtime_paths: list[str],
+    moto_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import boto3
+
+    credentials = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": moto_endpoint,
+    }
+    for key, value in credentials.items():
+        monkeypatch.setenv(key, value)
+    s3 = boto3.client("s3")
+    sqs = boto3.client("sqs")
+    event = json.loads((EVENTS / name).read_text())
+    bucket = event["Records"][0]["s3"]["bucket"]["name"]
+    key = unquote_plus(event["Records"][0]["s3"]["object"]["key"])
+    s3.create_bucket(Bucket=bucket)
+    queue = sqs.create_queue(QueueName="built-dlq")["QueueUrl"]
+    rows = (REPO / "tests" / "built" / "birds.csv").read_text()
+    body = rows if key.endswith(".csv") else "".join(json.dumps(r) + "\n" for r in _records(rows))
+    s3.put_object(Bucket=bucket, Key=key, Body=body.encode())
+    event["Records"][0]["s3"]["object"].pop("eTag")  # the placeholder's: let the job ask S3
+    path = key[len("incoming/") :]
+    outputs = [f"predictions/{path}", f"errors/{path}.jsonl", f"manifests/{path}.json"]
+
+    def run_and_collect(run: Any) -> tuple[Any, dict[str, bytes | None]]:
+        result = run()
+        got = {}
+        for out in outputs:
+            try:
+                got[out] = s3.get_object(Bucket=bucket, Key=out)["Body"].read()
+            except s3.exceptions.NoSuchKey:
+                got[out] = None
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": o} for o in outputs]})
+        return result, got
+
+    resolver = resolvers["onnx"]
+    env = {**credentials, "SKLAMBDA_DEAD_LETTER_QUEUE_URL": queue}
+    built, built_out = run_and_collect(
+        lambda: (
+            invoke_built(
+                build_dir,
+                "BatchFunction",
+                event,
+                resolver,
+                python=python,
+                runtime_paths=runtime_paths,
+                env=env,
+            ).result
+        )
+    )
+    source_env = {
+        k: v
+        for k, v in resolver.function_environment("BatchFunction").items()
+        if not v.startswith("/opt/")
+    }
+    source, source_out = run_and_collect(
+        lambda: in_process("batch", event, {**source_env, **env}, monkeypatch)
+    )
+    assert built == source
+    assert built_out[outputs[0]] == source_out[outputs[0]]
+    assert built_out[outputs[1]] == source_out[outputs[1]]
+    if built["results"][0]["status"] == "succeeded":
+        built_manifest = json.loads(built_out[outputs[2]] or b"{}")
+        source_manifest = json.loads(source_out[outputs[2]] or b"{}")
+        assert (
+            built_manifest["rows"]
+            == source_manifest["rows"]
+            == {"read": 20, "scored": 19, "rejected": 1}
+        )
+
+
+def _records(csv_text: str) -> list[dict[str, Any]]:
+    import csv
+    import io
+
+    out = []
+    for row in csv.DictReader(io.StringIO(csv_text)):
+        record: dict[str, Any] = {}
+        for k, v in row.items():
+            if v == "":
+                record[k] = None
+            elif k in ("island", "sex"):
+                record[k] = v
+            else:
+                try:
+                    record[k] = float(v)
+                except ValueError:
+                    record[k] = v
+        out.append(record)
+    return out
+
+
+# --- the layers themselves ---------------------------------------------------------------------
+
+
+def pyc_flags(path: Path) -> int:
+    return int(struct.unpack("<I", path.read_bytes()[4:8])[0])
+
+
+@pytest.mark.parametrize("layer", ["CodeLayer", "OnnxRuntimeLayer"])
+def test_bytecode_is_compiled_to_survive_the_zip(build_dir: Path, layer: str) -> None:
+    root = build_dir / layer / "python"
+    sources = [p for p in root.rglob("*.py") if ".dist-info" not in str(p)]
+    compiled = list(root.rglob("__pycache__/*.pyc"))
+    assert sources and len(compiled) >= len(sources) * 0.95
+    # hash-based, unchecked (flags 0b01): valid whatever the zip does to the timestamps
+    assert {pyc_flags(p) for p in compiled} == {1}
+
+
+def test_the_sklearn_layer_ships_bytecode_only(build_dir: Path) -> None:
+    root = build_dir / "SklearnRuntimeLayer" / "python"
+    assert not [p for p in root.rglob("*.py") if ".dist-info" not in str(p)]
+    compiled = list((root / "sklearn").rglob("*.pyc"))
+    assert compiled and {pyc_flags(p) for p in compiled} == {1}
+
+
+@pytest.mark.parametrize("layer", ["OnnxRuntimeLayer", "SklearnRuntimeLayer"])
+def test_runtime_layers_are_trimmed_but_keep_their_metadata(build_dir: Path, layer: str) -> None:
+    root = build_dir / layer / "python"
+    names = {p.name for p in root.iterdir()}
+    assert not names & {"boto3", "botocore", "s3transfer"}
+    assert not list(root.rglob("tests"))
+    assert not list(root.rglob("*.pyi"))
+    assert any(n.startswith("numpy-") and n.endswith(".dist-info") for n in names)
+
+
+def test_every_function_fits_lambda(build_dir: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "size.py"),
+            "--build-dir",
+            str(build_dir),
+            "--parameter",
+            "ServingRuntime=sklearn",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout
+    onnx = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "size.py"), "--build-dir", str(build_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    predict = next(line for line in onnx.splitlines() if line.startswith("PredictFunction"))
+    assert float(predict.split(": ")[1].split(" MB")[0]) < 120
+
+
+def test_the_template_lint_passes_and_catches_a_broken_template(tmp_path: Path) -> None:
+    sam = os.environ.get("SKLAMBDA_SAM", str(REPO / ".venv-tools" / "bin" / "sam"))
+    env = {**os.environ, "SAM_CLI_TELEMETRY": "0"}
+    good = subprocess.run(
+        [sam, "validate", "--lint", "--region", "us-east-1", "-t", str(REPO / "template.yaml")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert good.returncode == 0, good.stdout + good.stderr
+    broken = tmp_path / "template.yaml"
+    broken.write_text(
+        (REPO / "template.yaml").read_text().replace("Runtime: python3.13", "Runtime: python2.9")
+    )
+    bad = subprocess.run(
+        [sam, "validate", "--lint", "--region", "us-east-1", "-t", str(broken)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert bad.returncode != 0
+    assert "python2.9" in bad.stdout + bad.stderr
