@@ -63,9 +63,11 @@ $(MODEL_DIR)/model.json:
 demo: setup $(MODEL_DIR)/model.json  ## train if needed, then show the model scoring a sample
 	$(PY) scripts/demo.py --model $(MODEL_DIR)
 
-bench: setup  ## benchmarks against naive baselines: online latency and cold start, batch throughput and memory
+bench: setup build-host  ## benchmarks: online latency, batch throughput and memory, cold starts of the built layers
+	@mkdir -p out/bench
 	$(PY) bench/online.py --json out/bench/online.json
 	$(PY) bench/batch.py --json out/bench/batch.json
+	$(PY) bench/cold_start.py --json out/bench/cold_start.json
 
 openapi: setup  ## write docs/openapi.json from the routes and models/$(MODEL_NAME)/model.json
 	$(PY) scripts/openapi.py --model $(MODEL_DIR)

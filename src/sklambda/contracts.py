@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, WithJsonSchema, create_model
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
 from sklambda.manifest import Feature, Label, Manifest
 
@@ -69,28 +69,35 @@ def request_model(manifest: Manifest | None, max_instances: int) -> type[BaseMod
     return create_model("PredictRequest", instances=(instances, ...))
 
 
-class ModelRef(BaseModel):
+class _Documented(BaseModel):
+    """Response models exist for the OpenAPI document; the handler writes its JSON directly,
+    so their validators are built only if something asks (not during a cold start)."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class ModelRef(_Documented):
     name: str
     version: str
 
 
-class Note(BaseModel):
+class Note(_Documented):
     path: str = Field(examples=["instances[0].island"])
     reason: str
 
 
-class ClassPrediction(BaseModel):
+class ClassPrediction(_Documented):
     label: Label
     probabilities: dict[str, float] | None = Field(
         default=None, description="Probability of every class (when the model gives them)."
     )
 
 
-class ValuePrediction(BaseModel):
+class ValuePrediction(_Documented):
     value: float
 
 
-class PredictResponse(BaseModel):
+class PredictResponse(_Documented):
     model: ModelRef
     predictions: list[ClassPrediction] | list[ValuePrediction]
     notes: list[Note] = Field(
@@ -98,13 +105,13 @@ class PredictResponse(BaseModel):
     )
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(_Documented):
     message: str
     errors: list[Note] = Field(default_factory=list)
     request_id: str | None = None
 
 
-class Health(BaseModel):
+class Health(_Documented):
     status: str
     model: ModelRef
     runtime: str
