@@ -53,7 +53,7 @@ def variant_build(build: Path, work: Path, runtime: str, bytecode: bool) -> Path
             "ARTIFACTS_DIR": str(out / layer),
             "SKLAMBDA_BYTECODE": "none",
             "SKLAMBDA_ARCH": "arm64" if os.uname().machine == "aarch64" else "x86_64",
-            "SKLAMBDA_PYTHON": "%d.%d" % sys.version_info[:2],
+            "SKLAMBDA_PYTHON": "{}.{}".format(*sys.version_info[:2]),
         }
         subprocess.run(
             ["make", "-s", "-C", str(ROOT / "layers"), "build-SklearnRuntimeLayer"],
