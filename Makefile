@@ -24,7 +24,7 @@ ARCH ?= arm64
 SERVING_RUNTIME ?= $(shell python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["runtime"]["serving"])' $(MODEL_DIR)/model.json 2>/dev/null || echo onnx)
 HOST_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
 
-.PHONY: help setup lint test model package demo openapi bench lock clean tools lint-template build build-host size test-built lock-tools
+.PHONY: help setup lint test model package demo serve invoke batch openapi bench lock clean tools lint-template build build-host size test-built lock-tools
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -60,8 +60,21 @@ package: setup  ## package your own pipeline: make package MODEL=pipe.joblib DAT
 $(MODEL_DIR)/model.json:
 	$(MAKE) model
 
-demo: setup $(MODEL_DIR)/model.json  ## train if needed, then show the model scoring a sample
+demo: setup $(MODEL_DIR)/model.json  ## the whole system locally: train and gate, API, batch in S3, metrics
 	$(PY) scripts/demo.py --model $(MODEL_DIR)
+
+AUTH ?= NONE
+PORT ?= 3000
+serve: setup $(MODEL_DIR)/model.json  ## the API on http://127.0.0.1:$(PORT) (AUTH=NONE|API_KEY|IAM); edits apply without a rebuild
+	$(PY) scripts/serve.py --port $(PORT) --auth $(AUTH) --model $(MODEL_DIR)
+
+invoke: setup $(MODEL_DIR)/model.json  ## run a function once, as sam local invoke would: make invoke FN=PredictFunction EVENT=events/predict-single.json
+	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<LogicalId> EVENT=<event file> [PARAMS='Name=Value ...']"; exit 2; }
+	$(PY) scripts/invoke.py "$(FN)" "$(EVENT)" --model $(MODEL_DIR) $(foreach p,$(PARAMS),--param $(p))
+
+FILE ?= samples/birds.csv
+batch: setup $(MODEL_DIR)/model.json  ## score FILE through the batch function in an embedded S3; outputs to out/
+	$(PY) scripts/batch.py "$(FILE)" --out out --model $(MODEL_DIR)
 
 bench: setup build-host  ## benchmarks: online latency, batch throughput and memory, cold starts of the built layers
 	@mkdir -p out/bench

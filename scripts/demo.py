@@ -1,26 +1,69 @@
-"""`make demo`: train, gate and package the example model, then score a sample with it.
+"""`make demo`: the whole system on a laptop, with no AWS account and no Docker.
 
-Runs on a laptop with no AWS account, no Docker and no network.
+Trains, gates and packages the example model; serves it through the local API and sends a valid
+and an invalid request; scores a sample file with bad rows in an embedded S3; shows the metrics
+the functions emitted; then stops everything it started.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import json
+import logging
 import shutil
 import sys
 import time
+from collections import defaultdict
+from contextlib import redirect_stdout
 from pathlib import Path
+from typing import Any
 
-import numpy as np
+import requests
 
 from sklambda.errors import IntegrityError, PackagingError
 from sklambda.examples import penguins
+from sklambda.localapi import LocalApi, Server
+from sklambda.localbatch import run_batch
 from sklambda.model import load
-from sklambda.package import frame_to_records, summary
+from sklambda.package import Packaged
+
+ROOT = Path(__file__).resolve().parents[1]
+BIRD = {
+    "island": "Biscoe",
+    "bill_length_mm": 48.6,
+    "bill_depth_mm": 16.0,
+    "flipper_length_mm": 230.0,
+    "body_mass_g": 5800.0,
+    "sex": "male",
+}
 
 
-def step(text: str) -> None:
-    print(f"\n==> {text}")
+def step(number: int, text: str) -> None:
+    print(f"\n[{number}] {text}", flush=True)
+
+
+def metrics_of(emitted: str) -> dict[str, float]:
+    """Sum every metric in the embedded-metric-format lines a function printed."""
+    totals: dict[str, float] = defaultdict(float)
+    for line in emitted.splitlines():
+        if not line.startswith('{"_aws"'):
+            continue
+        blob = json.loads(line)
+        for directive in blob["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                name = metric["Name"]
+                value = blob[name]
+                label = f"{name}[{blob['Class']}]" if "Class" in blob else name
+                totals[label] += sum(value) if isinstance(value, list) else value
+    return dict(totals)
+
+
+def package(work: Path, gate_from: Path) -> Packaged:
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    shutil.copy(gate_from / "gate.toml", work / "gate.toml")
+    return penguins.package(work)
 
 
 def main() -> int:
@@ -28,66 +71,82 @@ def main() -> int:
     parser.add_argument(
         "--model",
         type=Path,
-        default=Path("models/penguins"),
+        default=ROOT / "models" / "penguins",
         help="the committed artifact whose gate file the demo reuses",
     )
-    parser.add_argument("--out", type=Path, default=Path("out/demo"))
+    parser.add_argument("--out", type=Path, default=ROOT / "out" / "demo")
     args = parser.parse_args()
     started = time.perf_counter()
-
-    step("train, gate and package the penguins model (fixed seed, 60/20/20 split)")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     work = args.out / "penguins"
-    shutil.rmtree(args.out, ignore_errors=True)
-    work.mkdir(parents=True)
-    shutil.copy(args.model / "gate.toml", work / "gate.toml")
+
+    step(1, "train, gate and package the penguins model (fixed seed; 60/20/20 split)")
     try:
-        packaged = penguins.package(work)
+        packaged = package(work, args.model)
     except PackagingError as exc:
-        print(f"refused: {exc}", file=sys.stderr)
+        print(f"    refused: {exc}", file=sys.stderr)
         return 1
-    print(summary(packaged))
+    m = packaged.manifest
+    print(
+        f"    {m.name} {m.version}: accuracy {m.metrics.values['accuracy']:.3f}, macro F1 "
+        f"{m.metrics.values['macro_f1']:.3f}; gate passed ({len(m.gate.checks)} checks)"
+    )
+    print(f"    serving runtime {m.runtime.serving}: {m.runtime.reason}")
 
-    step("load it: SHA-256 of every file checked, runtime from the manifest")
-    model = load(work)
-    print(f"  {model.name} {model.version}: runtime {model.runtime}, classes {model.classes}")
+    emitted = io.StringIO()
+    step(2, "start the local API (what API Gateway sends, the predict handler in-process)")
+    app = LocalApi(ROOT, model_dir=work.resolve(), parameters={"AuthMode": "NONE"})
+    with Server(app, port=0) as server:
+        print(f"    {server.url}: " + ", ".join(f"{method} {path}" for path, method in app.routes))
+        with redirect_stdout(emitted):
+            valid = requests.post(f"{server.url}/predict", json={"instances": [BIRD]}, timeout=30)
+            invalid = requests.post(
+                f"{server.url}/predict",
+                json={"instances": [{**BIRD, "bill_length_mm": "long", "colour": "black"}]},
+                timeout=30,
+            )
+        prediction = valid.json()["predictions"][0]
+        print(
+            f"    POST /predict (a Biscoe bird)  -> {valid.status_code}: {prediction['label']}, "
+            f"p={max(prediction['probabilities'].values()):.4f}"
+        )
+        print(f"    POST /predict (two mistakes)   -> {invalid.status_code}:")
+        for error in invalid.json()["errors"]:
+            print(f"        {error['path']}: {error['reason']}")
+    print("    local API stopped")
 
-    step("score a sample: four holdout birds, one from an unknown island, one malformed")
-    test = penguins.split(penguins.load_frame()).test
-    sample = test.sample(4, random_state=1)
-    rows = frame_to_records(sample, model.manifest.features)
-    rows.append({**rows[1], "island": "Atlantis"})
-    rows.append({**rows[0], "bill_length_mm": "long"})
-    truth = [*sample[penguins.TARGET], sample[penguins.TARGET].iloc[1], None]
-    checked = model.validate(rows)
-    scores = model.score_columns(checked.columns)
-    assert scores.labels is not None and scores.probabilities is not None
-    for i, label, proba in zip(checked.rows, scores.labels, scores.probabilities, strict=True):
-        print(f"  row {i}: {label:<10} p={proba.max():.3f}  (true: {truth[i]})")
-    for e in checked.errors:
-        print(f"  row {e.row}: rejected: {e.path()}: {e.reason}")
-    for n in checked.notes:
-        print(f"  row {n.row}: note: {n.path()}: {n.reason}")
+    step(3, "score samples/birds.csv in an embedded S3 (moto on loopback)")
+    batch = run_batch(
+        ROOT, ROOT / "samples" / "birds.csv", args.out / "s3", model_dir=work.resolve()
+    )
+    emitted.write(batch.emitted)
+    manifest: dict[str, Any] = batch.manifest or {}
+    rows = manifest.get("rows", {})
+    print(
+        f"    {manifest.get('status')}: read {rows.get('read')}, scored {rows.get('scored')}, "
+        f"rejected {rows.get('rejected')} in {manifest.get('duration_seconds')} s"
+    )
+    for kind, path in batch.files.items():
+        print(f"    {kind:<11} {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
-    step("the two runtimes agree on the whole holdout")
-    holdout = frame_to_records(test, model.manifest.features)
-    onnx = load(work, runtime="onnx").score(holdout)
-    ref = load(work, runtime="sklearn").score(holdout)
-    assert onnx.probabilities is not None and ref.probabilities is not None
-    same = bool(np.all(onnx.labels == ref.labels))
-    diff = float(np.abs(onnx.probabilities - ref.probabilities).max())
-    print(f"  {len(holdout)} rows: identical labels {same}, max probability difference {diff:.1e}")
+    step(4, "metrics the functions emitted (CloudWatch embedded metric format)")
+    for name, value in sorted(metrics_of(emitted.getvalue()).items()):
+        print(f"    {name:<28} {value:g}")
 
-    step("a tampered artifact is refused")
+    step(5, "a tampered artifact is refused")
     (work / "model.onnx").write_bytes((work / "model.onnx").read_bytes() + b"\0")
     try:
         load(work)
     except IntegrityError as exc:
-        print(f"  refused: {exc}")
+        print(f"    {exc}")
     else:
-        print("  ERROR: a tampered artifact loaded", file=sys.stderr)
+        print("    ERROR: a tampered artifact loaded", file=sys.stderr)
         return 1
 
-    print(f"\ndemo finished in {time.perf_counter() - started:.1f} s; artifact in {work}")
+    print(
+        f"\ndemo done in {time.perf_counter() - started:.1f} s; outputs under "
+        f"{args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}"
+    )
     return 0
 
 

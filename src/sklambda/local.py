@@ -300,3 +300,41 @@ def invoke_built(
         raise RuntimeError(f"{logical_id} failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
     head, _, tail = done.stdout.rpartition(_RESULT_MARK)
     return BuiltRun(json.loads(tail.strip()), head, done.stderr, seconds)
+
+
+def invoke_function(
+    root: Path,
+    function: str,
+    event: dict[str, Any],
+    *,
+    model_dir: Path,
+    parameters: dict[str, str] | None = None,
+    resources: dict[str, str] | None = None,
+) -> Any:
+    """What ``sam local invoke`` does, in this process: the function's environment from the
+    template (Globals merged, parameters at their defaults or overrides, ``resources`` standing
+    in for the stack's), the model directory as ``/opt/model``, a context whose remaining time
+    runs down from the function's timeout, and the handler called once."""
+    template = load_template(root / "template.yaml")
+    resolver = TemplateResolver(template, parameters, resources)
+    code_uri, handler = resolver.function_handler(function)
+    env = resolver.function_environment(function)
+    env["SKLAMBDA_MODEL_DIR"] = str(model_dir)
+    for name, value in env.items():
+        if value:
+            os.environ[name] = value
+        else:
+            os.environ.pop(name, None)
+    props = template["Resources"][function]["Properties"]
+    timeout = float(
+        resolver.resolve(props.get("Timeout", template["Globals"]["Function"].get("Timeout", 3)))
+    )
+    from sklambda.model import reset_model
+    from sklambda.settings import get_settings
+
+    reset_model()
+    get_settings.cache_clear()
+    module_name, function_name = handler.rsplit(".", 1)
+    module = load_handler(root / code_uri / f"{module_name}.py")
+    context = LambdaContext(function_name=function, timeout_seconds=timeout)
+    return getattr(module, function_name)(event, context)

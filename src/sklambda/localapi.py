@@ -1,0 +1,243 @@
+"""A local API Gateway for `make serve` and `make demo`: HTTP in, the proxy event the deployed
+REST API would send, the function's handler called in-process, its answer back as HTTP.
+
+Routes and the auth mode come from ``template.yaml`` (the API's OpenAPI definition and the
+``AuthMode`` parameter); the handler module is loaded again when its source or the ``sklambda``
+package changes, so an edit needs no rebuild. Built on Werkzeug's WSGI server.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from sklambda.local import LambdaContext, TemplateResolver, load_handler, load_template
+
+TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")
+MISSING_TOKEN = {"message": "Missing Authentication Token"}
+FORBIDDEN = {"message": "Forbidden"}
+
+
+@dataclass
+class Route:
+    path: str
+    method: str
+    function: str
+
+
+def api_routes(template: dict[str, Any], api: str = "PredictApi") -> list[Route]:
+    """The routes of a REST API whose paths are an OpenAPI ``DefinitionBody``."""
+    body = template["Resources"][api]["Properties"]["DefinitionBody"]
+    routes = []
+    for path, operations in body["paths"].items():
+        for method, operation in operations.items():
+            uri = operation["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+            function = uri.split("${", 3)[-1].split(".Arn}")[0]
+            routes.append(Route(path, method.upper(), function))
+    return routes
+
+
+@dataclass
+class Function:
+    """A function's handler, reloaded when its sources change."""
+
+    source: Path
+    watched: list[Path]
+    environment: dict[str, str]
+    timeout: float
+    module: ModuleType | None = None
+    stamp: tuple[float, ...] = ()
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def handler(self) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+        stamp = tuple(p.stat().st_mtime for p in self.watched)
+        with self.lock:
+            if self.module is None or stamp != self.stamp:
+                import os
+
+                os.environ.update(self.environment)
+                from sklambda.model import reset_model
+                from sklambda.settings import get_settings
+
+                reset_model()
+                get_settings.cache_clear()
+                self.module = load_handler(self.source)
+                self.stamp = stamp
+        handler: Callable[[dict[str, Any], Any], dict[str, Any]] = self.module.lambda_handler
+        return handler
+
+
+class LocalApi:
+    """A WSGI application standing in for API Gateway in front of the template's functions."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        model_dir: Path,
+        parameters: dict[str, str] | None = None,
+        api_key: str | None = None,
+    ) -> None:
+        self.template = load_template(root / "template.yaml")
+        self.resolver = TemplateResolver(self.template, parameters)
+        self.auth_mode = self.resolver.values["AuthMode"]
+        self.stage = self.resolver.values.get("StageName", "v1")
+        self.api_key = api_key or secrets.token_urlsafe(24)
+        self.routes = {(r.path, r.method): r for r in api_routes(self.template)}
+        package = sorted((root / "src" / "sklambda").glob("*.py"))
+        self.functions: dict[str, Function] = {}
+        for route in self.routes.values():
+            if route.function in self.functions:
+                continue
+            code_uri, handler = self.resolver.function_handler(route.function)
+            source = root / code_uri / f"{handler.split('.')[0]}.py"
+            env = self.resolver.function_environment(route.function)
+            env["SKLAMBDA_MODEL_DIR"] = str(model_dir)
+            timeout = float(
+                self.resolver.resolve(
+                    self.template["Resources"][route.function]["Properties"].get(
+                        "Timeout", self.template["Globals"]["Function"].get("Timeout", 3)
+                    )
+                )
+            )
+            self.functions[route.function] = Function(source, [source, *package], env, timeout)
+
+    # --- HTTP to event and back -----------------------------------------------------------
+
+    def event(self, environ: dict[str, Any], route: Route, body: bytes) -> dict[str, Any]:
+        from werkzeug.wrappers import Request
+
+        request = Request(environ)
+        headers = {k: v for k, v in request.headers.items()}
+        multi_headers: dict[str, list[str]] = {}
+        for k, v in request.headers.items():
+            multi_headers.setdefault(k, []).append(v)
+        query = {k: v[-1] for k, v in request.args.lists()} or None
+        multi_query = {k: v for k, v in request.args.lists()} or None
+        content_type = (request.content_type or "").split(";")[0].strip().lower()
+        is_text = not body or content_type.startswith(TEXT_TYPES) or content_type.endswith("+json")
+        now = datetime.now(UTC)
+        request_id = str(uuid.uuid4())
+        return {
+            "resource": route.path,
+            "path": route.path,
+            "httpMethod": route.method,
+            "headers": headers or None,
+            "multiValueHeaders": multi_headers or None,
+            "queryStringParameters": query,
+            "multiValueQueryStringParameters": multi_query,
+            "pathParameters": None,
+            "stageVariables": None,
+            "requestContext": {
+                "accountId": "000000000000",
+                "apiId": "local",
+                "resourceId": "local",
+                "resourcePath": route.path,
+                "httpMethod": route.method,
+                "path": f"/{self.stage}{route.path}",
+                "stage": self.stage,
+                "protocol": environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
+                "requestId": request_id,
+                "requestTime": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+                "requestTimeEpoch": int(now.timestamp() * 1000),
+                "identity": {
+                    "sourceIp": environ.get("REMOTE_ADDR", "127.0.0.1"),
+                    "userAgent": request.headers.get("User-Agent"),
+                },
+            },
+            "body": (
+                body.decode("utf-8", "replace") if is_text else base64.b64encode(body).decode()
+            )
+            if body
+            else None,
+            "isBase64Encoded": bool(body) and not is_text,
+        }
+
+    def denied(self, environ: dict[str, Any]) -> dict[str, str] | None:
+        """What API Gateway answers before the function, by the auth mode."""
+        if self.auth_mode == "API_KEY" and environ.get("HTTP_X_API_KEY") != self.api_key:
+            return FORBIDDEN
+        if self.auth_mode == "IAM" and not environ.get("HTTP_AUTHORIZATION", "").startswith(
+            "AWS4-HMAC-SHA256 "
+        ):
+            return MISSING_TOKEN  # a local server cannot verify a signature, only ask for one
+        return None
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO") or "/"
+        prefix = f"/{self.stage}/"
+        if path.startswith(prefix):  # accept the deployed URL's stage prefix too
+            path = path[len(prefix) - 1 :]
+        route = self.routes.get((path, environ["REQUEST_METHOD"]))
+        if route is None:
+            return self._reply(
+                start_response,
+                403,
+                {"Content-Type": "application/json"},
+                json.dumps(MISSING_TOKEN).encode(),
+            )
+        refusal = self.denied(environ)
+        if refusal is not None:
+            return self._reply(
+                start_response,
+                403,
+                {"Content-Type": "application/json"},
+                json.dumps(refusal).encode(),
+            )
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        event = self.event(environ, route, body)
+        function = self.functions[route.function]
+        context = LambdaContext(function_name=route.function, timeout_seconds=function.timeout)
+        result = function.handler()(event, context)
+        headers = dict(result.get("headers") or {})
+        for name, values in (result.get("multiValueHeaders") or {}).items():
+            headers[name] = values[-1]
+        data = result.get("body") or ""
+        payload = base64.b64decode(data) if result.get("isBase64Encoded") else data.encode()
+        return self._reply(start_response, int(result["statusCode"]), headers, payload)
+
+    @staticmethod
+    def _reply(
+        start_response: Callable[..., Any], status: int, headers: dict[str, str], payload: bytes
+    ) -> list[bytes]:
+        from werkzeug.http import HTTP_STATUS_CODES
+
+        headers = {**headers, "Content-Length": str(len(payload))}
+        start_response(f"{status} {HTTP_STATUS_CODES.get(status, '')}", list(headers.items()))
+        return [payload]
+
+
+class Server:
+    """The local API on a loopback port, in a background thread (``with Server(...) as s``)."""
+
+    def __init__(self, app: LocalApi, host: str = "127.0.0.1", port: int = 3000) -> None:
+        from werkzeug.serving import make_server
+
+        self.app = app
+        self.server = make_server(host, port, app, threaded=True)
+        self.url = f"http://{host}:{self.server.server_port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Server:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self._thread.join(timeout=10)

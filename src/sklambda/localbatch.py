@@ -1,0 +1,122 @@
+"""An embedded S3 for the batch function (`make batch`, `make demo`): moto's server on loopback,
+the data bucket named as template.yaml names it, the S3 event its notification would send."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import socket
+from contextlib import redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus
+
+from sklambda.local import TemplateResolver, invoke_function, load_template
+
+ACCOUNT = "123456789012"  # moto's
+REGION = "us-east-1"
+
+
+@dataclass
+class BatchRun:
+    result: dict[str, Any]
+    manifest: dict[str, Any] | None
+    files: dict[str, Path]
+    emitted: str
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_batch(
+    root: Path, file: Path, out: Path, *, model_dir: Path, quiet: bool = True
+) -> BatchRun:
+    """Score ``file`` through the batch function against moto's S3 on loopback; the outputs
+    land in ``out`` (``predictions/``, ``errors/``, ``manifests/``)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    template = load_template(root / "template.yaml")
+    bucket = (
+        TemplateResolver(template)
+        .resolve(
+            {"Fn::Sub": template["Resources"]["DataBucket"]["Properties"]["BucketName"]["Fn::Sub"]}
+        )
+        .replace("000000000000", ACCOUNT)
+    )
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    saved = {
+        k: os.environ.get(k)
+        for k in (
+            "AWS_ENDPOINT_URL",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_DEFAULT_REGION",
+        )
+    }
+    os.environ.update(
+        {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_DEFAULT_REGION": REGION,
+        }
+    )
+    try:
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        queue = boto3.client("sqs").create_queue(QueueName="batch-dead-letters")["QueueUrl"]
+        key = f"incoming/{file.name}"
+        put = s3.put_object(Bucket=bucket, Key=key, Body=file.read_bytes())
+        event = json.loads((root / "events" / "s3-put-csv.json").read_text())
+        record = event["Records"][0]["s3"]
+        record["bucket"].update({"name": bucket, "arn": f"arn:aws:s3:::{bucket}"})
+        record["object"].update(
+            {
+                "key": quote_plus(key, safe="/"),
+                "size": file.stat().st_size,
+                "eTag": put["ETag"].strip('"'),
+                "versionId": put["VersionId"],
+            }
+        )
+        captured = io.StringIO()
+        with redirect_stdout(captured if quiet else io.StringIO()):
+            result = invoke_function(
+                root,
+                "BatchFunction",
+                event,
+                model_dir=model_dir,
+                resources={"BatchDeadLetterQueue": queue},
+            )
+        path = key[len("incoming/") :]
+        out.mkdir(parents=True, exist_ok=True)
+        files = {}
+        for prefix, suffix in (("predictions", ""), ("errors", ".jsonl"), ("manifests", ".json")):
+            name = f"{prefix}/{path}{suffix}"
+            try:
+                data = s3.get_object(Bucket=bucket, Key=name)["Body"].read()
+            except s3.exceptions.NoSuchKey:
+                continue
+            target = out / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            files[prefix] = target
+        manifest = json.loads(files["manifests"].read_text()) if "manifests" in files else None
+        return BatchRun(result, manifest, files, captured.getvalue())
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        server.stop()
