@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import copy
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -132,6 +133,39 @@ def latencies(call: Callable[[dict[str, Any]], Any], event: dict[str, Any], n: i
     return out
 
 
+def serve_overhead(event: dict[str, Any], runs: int) -> dict[str, float]:
+    """Median and p99 of one request through the local API (real HTTP on loopback, a kept-alive
+    session) and of the same event handed to the handler directly, interleaved."""
+    import requests
+
+    from sklambda.localapi import LocalApi, Server
+
+    os.environ.update({**BASE_ENV, "SKLAMBDA_RUNTIME": "onnx"})
+    app = LocalApi(ROOT, model_dir=MODEL_DIR, parameters={"AuthMode": "NONE"})
+    direct = warm_handler(*HANDLERS["sklambda onnx"])
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    http, plain = [], []
+    with Server(app, port=0) as server, requests.Session() as session, quiet():
+        url = server.url + "/predict"
+        headers = {"Content-Type": "application/json"}
+        for _ in range(50):
+            session.post(url, data=event["body"], headers=headers)
+        for _ in range(runs):
+            started = time.perf_counter()
+            response = session.post(url, data=event["body"], headers=headers)
+            http.append(time.perf_counter() - started)
+            assert response.status_code == 200
+            started = time.perf_counter()
+            direct(event)
+            plain.append(time.perf_counter() - started)
+    return {
+        "http_p50": pct(http, 50) * 1000,
+        "http_p99": pct(http, 99) * 1000,
+        "direct_p50": pct(plain, 50) * 1000,
+        "direct_p99": pct(plain, 99) * 1000,
+    }
+
+
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
 
@@ -166,6 +200,12 @@ def main() -> int:
                 "runs": runs,
             }
 
+    print(
+        "local API: the same 1-instance request through `make serve`'s server and direct",
+        flush=True,
+    )
+    results["serve_ms"] = serve_overhead(events[1], args.warm_runs)
+
     base_cold = results["cold_start_s"]["naive baseline"]
     print("\n| Handler | Cold start (median) | vs baseline |")
     print("|---|---|---|")
@@ -180,6 +220,15 @@ def main() -> int:
             f"| {key} | {figures['p50']:.3f} ms | {figures['p99']:.3f} ms | "
             f"{figures['p50'] / base:.3f}x |"
         )
+    serve = results["serve_ms"]
+    print("\n| Path | p50 | p99 |")
+    print("|---|---|---|")
+    print(
+        f"| handler called directly | {serve['direct_p50']:.3f} ms | {serve['direct_p99']:.3f} ms |"
+    )
+    print(
+        f"| HTTP through the local API | {serve['http_p50']:.3f} ms | {serve['http_p99']:.3f} ms |"
+    )
     onnx1 = results["warm_ms"]["sklambda onnx, 1"]
     goals = {
         "warm 1-instance p50 <= baseline / 10": onnx1["p50"]
@@ -187,6 +236,7 @@ def main() -> int:
         "warm 1-instance p99 < 1 ms": onnx1["p99"] < 1.0,
         "warm 100-instance p50 < 5 ms": results["warm_ms"]["sklambda onnx, 100"]["p50"] < 5.0,
         "cold start <= baseline / 3": results["cold_start_s"]["sklambda onnx"] <= base_cold / 3,
+        "local API adds < 2 ms (median)": serve["http_p50"] - serve["direct_p50"] < 2.0,
     }
     print("\nGoals (onnx runtime):")
     for goal, met in goals.items():
