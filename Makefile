@@ -24,7 +24,7 @@ ARCH ?= arm64
 SERVING_RUNTIME ?= $(shell python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["runtime"]["serving"])' $(MODEL_DIR)/model.json 2>/dev/null || echo onnx)
 HOST_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
 
-.PHONY: help setup lint test model package demo serve invoke batch openapi bench lock clean tools lint-template build build-host size test-built lock-tools
+.PHONY: help setup lint test model package demo serve invoke batch drift openapi bench lock clean tools lint-template build build-host size test-built lock-tools
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -71,6 +71,10 @@ serve: setup $(MODEL_DIR)/model.json  ## the API on http://127.0.0.1:$(PORT) (AU
 invoke: setup $(MODEL_DIR)/model.json  ## run a function once, as sam local invoke would: make invoke FN=PredictFunction EVENT=events/predict-single.json
 	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<LogicalId> EVENT=<event file> [PARAMS='Name=Value ...']"; exit 2; }
 	$(PY) scripts/invoke.py "$(FN)" "$(EVENT)" --model $(MODEL_DIR) $(foreach p,$(PARAMS),--param $(p))
+
+drift: setup  ## drift of a CSV against the model's training baselines: make drift DATA=samples/birds-shifted.csv
+	@test -n "$(DATA)" || { echo "usage: make drift DATA=<file.csv> [MODEL_NAME=...]"; exit 2; }
+	$(PY) -m sklambda.drift --data "$(DATA)" --model $(MODEL_DIR)
 
 FILE ?= samples/birds.csv
 batch: setup $(MODEL_DIR)/model.json  ## score FILE through the batch function in an embedded S3; outputs to out/

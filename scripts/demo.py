@@ -2,7 +2,7 @@
 
 Trains, gates and packages the example model; serves it through the local API and sends a valid
 and an invalid request; scores a sample file with bad rows in an embedded S3; shows the metrics
-the functions emitted; then stops everything it started.
+the functions emitted and the drift of a shifted sample; then stops everything it started.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 
 import requests
 
+from sklambda.drift import file_drift, render
 from sklambda.errors import IntegrityError, PackagingError
 from sklambda.examples import penguins
 from sklambda.localapi import LocalApi, Server
@@ -133,7 +134,12 @@ def main() -> int:
     for name, value in sorted(metrics_of(emitted.getvalue()).items()):
         print(f"    {name:<28} {value:g}")
 
-    step(5, "a tampered artifact is refused")
+    step(5, "drift: samples/birds-shifted.csv (heavier birds, a new island, sex often missing)")
+    report = file_drift(load(work), ROOT / "samples" / "birds-shifted.csv")
+    for line in render(report).splitlines()[:7]:
+        print(f"    {line}")
+
+    step(6, "a tampered artifact is refused")
     (work / "model.onnx").write_bytes((work / "model.onnx").read_bytes() + b"\0")
     try:
         load(work)

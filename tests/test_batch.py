@@ -582,3 +582,33 @@ def test_batch_metrics(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
                 )
         assert "BatchDuration" in blob
     assert totals == {"FilesProcessed": 1, "FilesFailed": 1, "RowsScored": 10, "RowsRejected": 1}
+
+
+def test_each_file_gets_drift_statistics_and_metrics(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given the training-like birds, and the same birds heavier
+    env.invoke(env.drop("incoming/usual.csv", csv_text(BIRDS)))
+    heavy = [
+        {**b, "body_mass_g": None if b["body_mass_g"] is None else b["body_mass_g"] * 1.3}
+        for b in BIRDS
+    ]
+    env.invoke(env.drop("incoming/heavy.csv", csv_text(heavy)))
+    # Then each manifest carries the file's drift and the counts behind it
+    usual = env.outputs("incoming/usual.csv").manifest
+    shifted = env.outputs("incoming/heavy.csv").manifest
+    assert usual is not None and shifted is not None
+    assert usual["drift"]["status"] == "ok" and usual["drift"]["max_psi"] < 0.1
+    assert (
+        shifted["drift"]["status"] == "drift" and shifted["drift"]["max_feature"] == "body_mass_g"
+    )
+    assert sum(shifted["drift"]["counts"]["body_mass_g"]) == len(BIRDS)
+    # And the function emits the per-feature and maximum drift
+    blobs = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith('{"_aws"')]
+    per_feature = [b for b in blobs if "FeatureDrift" in b]
+    assert {b["Feature"] for b in per_feature} == set(FEATURES)
+    assert max(b["FeatureDrift"] for b in per_feature if b["Feature"] == "body_mass_g") > 0.2
+    (last,) = [b["MaxFeatureDrift"] for b in blobs if "MaxFeatureDrift" in b][
+        -1
+    ]  # Powertools: a list
+    assert last > 0.2

@@ -240,4 +240,5 @@ def test_the_demo_shows_the_whole_system(tmp_path: Path) -> None:
     for metric in ("InstancesPredicted", "InvalidRequests", "RowsScored", "RowsRejected"):
         assert metric in out
     assert "model.onnx does not match model.json" in out
+    assert "body_mass_g" in out and "DRIFT" in out
     assert "local API stopped" in out

@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sklambda.batch import Result, output_keys, process_object
 from sklambda.model import get_model
-from sklambda.monitor import Dimension, Metric
+from sklambda.monitor import Dimension, Metric, per_value_records
 from sklambda.settings import get_settings
 
 logger = Logger()
@@ -61,6 +61,26 @@ def _record_metrics(result: Result) -> None:
             metrics.add_metric(
                 name=Metric.ROWS_PER_SECOND, unit=MetricUnit.CountPerSecond, value=rate
             )
+    drift = result.manifest.get("drift") or {}
+    if result.status == "succeeded" and drift.get("status") in ("ok", "drift"):
+        metrics.add_metric(
+            name=Metric.MAX_FEATURE_DRIFT, unit=MetricUnit.NoUnit, value=drift["max_psi"]
+        )
+        if drift.get("prediction_psi") is not None:
+            metrics.add_metric(
+                name=Metric.PREDICTION_DRIFT, unit=MetricUnit.NoUnit, value=drift["prediction_psi"]
+            )
+        dimensions = {**metrics.default_dimensions, "service": metrics.service or "batch"}
+        records = per_value_records(
+            metrics.namespace or "",
+            dimensions,
+            Metric.FEATURE_DRIFT,
+            Dimension.FEATURE,
+            drift["psi"],
+            unit="None",
+        )
+        for line in records:
+            print(line)
 
 
 def _dead_letter(result: Result, record: dict[str, Any]) -> None:

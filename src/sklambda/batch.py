@@ -35,7 +35,9 @@ from sklambda.batchio import (
     read_csv,
     read_jsonl,
 )
+from sklambda.drift import count as count_drift
 from sklambda.model import Model, Scores
+from sklambda.monitor import drift_counter
 from sklambda.predict import format_predictions
 from sklambda.settings import Settings
 
@@ -233,6 +235,7 @@ class _Job:
         onnx = model.manifest.runtime.onnx
         single = model.runtime == "onnx" and onnx is not None and onnx.input_dtype == "float32"
         self._number = "%.9g" if single else "%r"
+        self.drift = drift_counter(model.manifest.baselines)
 
     # --- outputs ------------------------------------------------------------------------
 
@@ -277,6 +280,16 @@ class _Job:
         }
         if status == "succeeded":
             manifest["outputs"] = {"predictions": self.keys.predictions, "errors": self.keys.errors}
+            report = self.drift.report()
+            manifest["drift"] = {
+                "status": report["status"],
+                "max_psi": report.get("max_psi"),
+                "max_feature": report.get("max_feature"),
+                "psi": {k: v["psi"] for k, v in report["features"].items()},
+                "prediction_psi": report.get("prediction", {}).get("psi"),
+                # bin counts of the scored rows, to merge into a window's drift report
+                "counts": self.drift.to_json(),
+            }
         else:
             manifest["reason"] = reason
             manifest["retryable"] = retryable
@@ -364,6 +377,7 @@ class _Job:
                 rejected[number].append({"field": e.field, "reason": e.reason})
                 raw[number] = dict(zip(header, chunk.row_cells(e.row), strict=True))
             scores = self.model.score_columns(checked.columns)
+            count_drift(self.drift, self.model, checked.columns, scores)
             numbers = (
                 chunk.numbers if not checked.errors else [chunk.numbers[i] for i in checked.rows]
             )
@@ -425,7 +439,9 @@ class _Job:
             number = chunk.numbers[e.row]
             rejected[number].append({"field": e.field, "reason": e.reason})
             raw[number] = chunk.records[e.row]
-        predictions = format_predictions(self.model, self.model.score_columns(checked.columns))
+        scores = self.model.score_columns(checked.columns)
+        count_drift(self.drift, self.model, checked.columns, scores)
+        predictions = format_predictions(self.model, scores)
         lines = []
         for i, prediction in zip(checked.rows, predictions, strict=True):
             entry: dict[str, Any] = {"row": chunk.numbers[i]}
