@@ -133,3 +133,86 @@ def test_settings_the_template_passes_exist(template: dict[str, Any]) -> None:
         for name in fn["Properties"]["Environment"]["Variables"]:
             if name.startswith(PREFIX):
                 assert name[len(PREFIX) :].lower() in Settings.model_fields, name
+
+
+# --- monitoring: alarms and the dashboard speak the metrics vocabulary --------------------------
+
+
+def custom_metric_names() -> set[str]:
+    from sklambda.monitor import Metric
+
+    return {v for k, v in vars(Metric).items() if k.isupper()}
+
+
+def test_every_alarm_notifies_the_topic(template: dict[str, Any]) -> None:
+    alarms = resources(template, "AWS::CloudWatch::Alarm")
+    assert alarms
+    for name, alarm in alarms.items():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
+    assert template["Resources"]["AlarmEmailSubscription"]["Condition"] == "HasAlarmEmail"
+    assert template["Resources"]["AlarmTopic"]["Properties"]["KmsMasterKeyId"] == "alias/aws/sns"
+
+
+def test_the_alarms_cover_what_the_issue_asks(template: dict[str, Any]) -> None:
+    watched = set()
+    for alarm in resources(template, "AWS::CloudWatch::Alarm").values():
+        props = alarm["Properties"]
+        dims = {d["Name"]: d["Value"] for d in props.get("Dimensions", [])}
+        target = dims.get("FunctionName", {}).get("Ref") if "FunctionName" in dims else None
+        watched.add((props["MetricName"], target))
+    assert watched >= {
+        ("5XXError", None),
+        ("Duration", "PredictFunction"),
+        ("Errors", "PredictFunction"),
+        ("Errors", "BatchFunction"),
+        ("Throttles", "PredictFunction"),
+        ("Throttles", "BatchFunction"),
+        ("ApproximateNumberOfMessagesVisible", None),
+        ("FilesFailed", None),
+        ("MaxFeatureDrift", None),
+    }
+    drift = template["Resources"]["FeatureDriftAlarm"]["Properties"]
+    assert drift["Threshold"] == {"Ref": "DriftThreshold"}
+    assert template["Parameters"]["DriftThreshold"]["Default"] == 0.2
+    assert template["Resources"]["PredictLatencyAlarm"]["Properties"]["ExtendedStatistic"] == "p99"
+
+
+def test_custom_metric_alarms_use_names_and_dimensions_the_code_emits(
+    template: dict[str, Any],
+) -> None:
+    from sklambda.monitor import Dimension
+
+    for alarm in resources(template, "AWS::CloudWatch::Alarm").values():
+        props = alarm["Properties"]
+        if props["Namespace"] != {"Ref": "MetricsNamespace"}:
+            continue
+        assert props["MetricName"] in custom_metric_names()
+        # the batch function publishes these under the service dimension alone
+        assert props["Dimensions"] == [{"Name": Dimension.SERVICE, "Value": "batch"}]
+    batch = template["Resources"]["BatchFunction"]["Properties"]["Environment"]["Variables"]
+    assert batch["POWERTOOLS_SERVICE_NAME"] == "batch"
+
+
+def test_the_dashboard_is_json_and_names_only_known_metrics(template: dict[str, Any]) -> None:
+    import json
+    import re
+
+    from sklambda.local import TemplateResolver
+
+    body = TemplateResolver(template).resolve(
+        template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]
+    )
+    dashboard = json.loads(body)
+    titles = {w["properties"]["title"] for w in dashboard["widgets"]}
+    assert titles == {
+        "Requests",
+        "Predict latency (ms)",
+        "Errors",
+        "Predicted class mix",
+        "Batch rows scored and rejected",
+        "Drift per feature (PSI)",
+    }
+    searched = set(re.findall(r'MetricName="(\w+)"', body))
+    plain = set(re.findall(r'"sklambda", "(\w+)"', body))
+    assert searched | plain
+    assert (searched | plain) <= custom_metric_names()

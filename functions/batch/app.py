@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sklambda.batch import Result, output_keys, process_object
 from sklambda.model import get_model
-from sklambda.monitor import Dimension, Metric, per_value_records
+from sklambda.monitor import Dimension, Metric, per_value_records, service_record
 from sklambda.settings import get_settings
 
 logger = Logger()
@@ -61,7 +61,11 @@ def _record_metrics(result: Result) -> None:
             metrics.add_metric(
                 name=Metric.ROWS_PER_SECOND, unit=MetricUnit.CountPerSecond, value=rate
             )
+    alarmed = {Metric.FILES_FAILED: 1.0 if result.status == "failed" else 0.0}
     drift = result.manifest.get("drift") or {}
+    if drift.get("status") in ("ok", "drift"):
+        alarmed[Metric.MAX_FEATURE_DRIFT] = drift["max_psi"]
+    print(service_record(metrics.namespace or "", metrics.service or "batch", alarmed, unit="None"))
     if result.status == "succeeded" and drift.get("status") in ("ok", "drift"):
         metrics.add_metric(
             name=Metric.MAX_FEATURE_DRIFT, unit=MetricUnit.NoUnit, value=drift["max_psi"]

@@ -49,6 +49,7 @@ class Dimension:
     MODEL_VERSION = "ModelVersion"
     CLASS = "Class"
     FEATURE = "Feature"
+    SERVICE = "service"  # Powertools' name for the function's service (predict, batch)
 
 
 def per_value_records(
@@ -83,6 +84,25 @@ def per_value_records(
         )
         for key, value in values.items()
     ]
+
+
+def service_record(
+    namespace: str, service: str, values: dict[str, float], unit: str = "Count"
+) -> str:
+    """One EMF line publishing metrics under the ``service`` dimension alone: what an alarm in
+    template.yaml can name without knowing which model version is deployed."""
+    directive = {
+        "Namespace": namespace,
+        "Dimensions": [[Dimension.SERVICE]],
+        "Metrics": [{"Name": name, "Unit": unit} for name in values],
+    }
+    timestamp = int(time.time() * 1000)
+    payload = {
+        "_aws": {"Timestamp": timestamp, "CloudWatchMetrics": [directive]},
+        Dimension.SERVICE: service,
+        **values,
+    }
+    return json.dumps(payload, separators=(",", ":"))
 
 
 def class_count_records(
