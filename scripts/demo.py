@@ -30,14 +30,7 @@ from sklambda.model import load
 from sklambda.package import Packaged
 
 ROOT = Path(__file__).resolve().parents[1]
-BIRD = {
-    "island": "Biscoe",
-    "bill_length_mm": 48.6,
-    "bill_depth_mm": 16.0,
-    "flipper_length_mm": 230.0,
-    "body_mass_g": 5800.0,
-    "sex": "male",
-}
+BIRD = json.loads((ROOT / "samples" / "request.json").read_text())["instances"][0]
 
 
 def step(number: int, text: str) -> None:

@@ -18,6 +18,8 @@ from sklambda.localapi import LocalApi, Server
 from sklambda.model import reset_model
 from sklambda.settings import get_settings
 
+from support import EXPECTED_STATUS
+
 REPO = Path(__file__).resolve().parents[1]
 PENGUINS_DIR = REPO / "models" / "penguins"
 EVENTS = REPO / "events"
@@ -165,19 +167,8 @@ def test_the_function_environment_comes_from_the_template(restore_env: None) -> 
 
 # --- make invoke ---------------------------------------------------------------------------------
 
-API_STATUS = {
-    "predict-single.json": 200,
-    "predict-multi.json": 200,
-    "predict-invalid-instances.json": 422,
-    "predict-empty.json": 422,
-    "predict-not-json.json": 400,
-    "predict-wrong-content-type.json": 415,
-    "get-model.json": 200,
-    "get-health.json": 200,
-}
 
-
-@pytest.mark.parametrize(("name", "status"), sorted(API_STATUS.items()))
+@pytest.mark.parametrize(("name", "status"), sorted(EXPECTED_STATUS.items()))
 def test_invoke_runs_every_api_event(restore_env: None, name: str, status: int) -> None:
     event = json.loads((EVENTS / name).read_text())
     result = invoke_function(REPO, "PredictFunction", event, model_dir=PENGUINS_DIR)

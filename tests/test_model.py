@@ -22,14 +22,9 @@ from sklambda.errors import (
 from sklambda.manifest import Manifest, read_manifest
 from sklambda.model import load
 
-ROW = {
-    "island": "Biscoe",
-    "bill_length_mm": 48.6,
-    "bill_depth_mm": 16.0,
-    "flipper_length_mm": 230.0,
-    "body_mass_g": 5800.0,
-    "sex": "male",
-}
+from support import BIRD
+
+ROW = BIRD
 
 
 def edit_manifest(model_dir: Path, edit: object) -> None:

@@ -21,34 +21,12 @@ from sklambda.local import LambdaContext, load_handler
 from sklambda.model import load, reset_model
 from sklambda.settings import get_settings
 
+from support import BIRD, EXPECTED_STATUS, event
+
 REPO = Path(__file__).resolve().parents[1]
 PENGUINS_DIR = REPO / "models" / "penguins"
 EVENTS = REPO / "events"
 HANDLER = REPO / "functions" / "predict" / "app.py"
-BIRD = {
-    "island": "Biscoe",
-    "bill_length_mm": 48.6,
-    "bill_depth_mm": 16.0,
-    "flipper_length_mm": 230.0,
-    "body_mass_g": 5800.0,
-    "sex": "male",
-}
-# Every event in events/ and the status it must get; a new event without an entry fails.
-EXPECTED_STATUS = {
-    "predict-single.json": 200,
-    "predict-multi.json": 200,
-    "predict-invalid-instances.json": 422,
-    "predict-empty.json": 422,
-    "predict-not-json.json": 400,
-    "predict-wrong-content-type.json": 415,
-    "get-model.json": 200,
-    "get-health.json": 200,
-}
-
-
-def event(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((EVENTS / name).read_text())
-    return loaded
 
 
 def post(body: str | None, content_type: str | None = "application/json") -> dict[str, Any]:

@@ -202,6 +202,27 @@ def _put_json(s3: Any, bucket: str, key: str, payload: dict[str, Any]) -> None:
     s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
 
 
+class _Rejected:
+    """The rejected rows of one chunk: each row's raw content and every reason."""
+
+    def __init__(self, broken: list[tuple[int, Any, str]]) -> None:
+        self.reasons: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        self.raw: dict[int, Any] = {}
+        for number, content, reason in broken:
+            self.add(number, None, reason, content)
+
+    def add(self, number: int, field: str | None, reason: str, content: Any) -> None:
+        self.reasons[number].append({"field": field, "reason": reason})
+        self.raw[number] = content
+
+    def lines(self) -> str:
+        return "".join(
+            json.dumps({"row": n, "raw": self.raw[n], "errors": self.reasons[n]}, default=str)
+            + "\n"
+            for n in sorted(self.reasons)
+        )
+
+
 class _Job:
     """The streaming part: read chunks, validate, score, write."""
 
@@ -363,19 +384,14 @@ class _Job:
         errors: TextSink,
     ) -> None:
         self.read += chunk.size
-        rejected: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        raw: dict[int, Any] = {}
-        for number, row, reason in chunk.broken:
-            rejected[number].append({"field": None, "reason": reason})
-            raw[number] = row
+        rejected = _Rejected(chunk.broken)
         n = len(chunk.numbers)
         if n:
             by_name = {name: chunk.columns[layout[name]] for name in self.model.schema.names}
             checked = self.model.schema.validate_text(by_name, n)
             for e in checked.errors:
-                number = chunk.numbers[e.row]
-                rejected[number].append({"field": e.field, "reason": e.reason})
-                raw[number] = dict(zip(header, chunk.row_cells(e.row), strict=True))
+                cells = dict(zip(header, chunk.row_cells(e.row), strict=True))
+                rejected.add(chunk.numbers[e.row], e.field, e.reason, cells)
             scores = self.model.score_columns(checked.columns)
             count_drift(self.drift, self.model, checked.columns, scores)
             numbers = (
@@ -388,7 +404,7 @@ class _Job:
                 ids = column if not checked.errors else [column[i] for i in checked.rows]
             out.write(self._csv_rows(numbers, ids, scores))
             self.scored += len(checked.rows)
-        self._write_errors(errors, rejected, raw)
+        self._write_errors(errors, rejected)
 
     def _csv_rows(self, numbers: list[int], ids: list[str] | None, scores: Scores) -> str:
         """Prediction lines of a chunk, formatted in one pass of the % operator."""
@@ -419,11 +435,7 @@ class _Job:
 
     def _jsonl_chunk(self, chunk: Chunk, out: TextSink, errors: TextSink) -> None:
         self.read += chunk.size
-        rejected: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        raw: dict[int, Any] = {}
-        for number, line, reason in chunk.broken:
-            rejected[number].append({"field": None, "reason": reason})
-            raw[number] = line
+        rejected = _Rejected(chunk.broken)
         id_column = self.settings.id_column
         ids: list[Any] = []
         records = []
@@ -436,9 +448,7 @@ class _Job:
             records.append(record)
         checked = self.model.validate(records, unknown=self.settings.unknown_columns)
         for e in checked.errors:
-            number = chunk.numbers[e.row]
-            rejected[number].append({"field": e.field, "reason": e.reason})
-            raw[number] = chunk.records[e.row]
+            rejected.add(chunk.numbers[e.row], e.field, e.reason, chunk.records[e.row])
         scores = self.model.score_columns(checked.columns)
         count_drift(self.drift, self.model, checked.columns, scores)
         predictions = format_predictions(self.model, scores)
@@ -451,17 +461,9 @@ class _Job:
             lines.append(json.dumps(entry, separators=(",", ":")) + "\n")
         out.write("".join(lines))
         self.scored += len(checked.rows)
-        self._write_errors(errors, rejected, raw)
+        self._write_errors(errors, rejected)
 
-    def _write_errors(
-        self, errors: TextSink, rejected: dict[int, list[dict[str, Any]]], raw: dict[int, Any]
-    ) -> None:
-        if not rejected:
-            return
-        lines = [
-            json.dumps({"row": number, "raw": raw[number], "errors": rejected[number]}, default=str)
-            + "\n"
-            for number in sorted(rejected)
-        ]
-        errors.write("".join(lines))
-        self.rejected += len(rejected)
+    def _write_errors(self, errors: TextSink, rejected: _Rejected) -> None:
+        if rejected.reasons:
+            errors.write(rejected.lines())
+            self.rejected += len(rejected.reasons)
