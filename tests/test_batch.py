@@ -237,6 +237,22 @@ def test_a_mixed_file_keeps_the_good_rows_and_explains_the_bad(env: Env) -> None
     }
     assert out.manifest is not None
     assert out.manifest["rows"] == {"read": 8, "scored": 5, "rejected": 3}
+    assert "unseen_categories" not in out.manifest
+
+
+def test_rows_with_unseen_categories_are_scored_and_counted(env: Env) -> None:
+    rows = [
+        {**BIRDS[0], "island": "Anvers"},
+        {**BIRDS[1], "island": "Anvers", "sex": "unknown"},
+        BIRDS[2],
+    ]
+    env.invoke(env.drop("incoming/new-islands.csv", csv_text(rows)))
+    env.invoke(env.drop("incoming/new-islands.jsonl", jsonl_text(rows)))
+    for key in ("incoming/new-islands.csv", "incoming/new-islands.jsonl"):
+        manifest = env.outputs(key).manifest
+        assert manifest is not None
+        assert manifest["rows"] == {"read": 3, "scored": 3, "rejected": 0}
+        assert manifest["unseen_categories"] == {"island": 2, "sex": 1}
 
 
 def test_the_same_mistake_gets_the_same_text_online_and_in_batch(env: Env) -> None:

@@ -13,7 +13,7 @@ import gzip
 import json
 import time
 import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -257,6 +257,7 @@ class _Job:
         single = model.runtime == "onnx" and onnx is not None and onnx.input_dtype == "float32"
         self._number = "%.9g" if single else "%r"
         self.drift = drift_counter(model.manifest.baselines)
+        self.unseen: Counter[str] = Counter()  # rows scored with a category never seen, by feature
 
     # --- outputs ------------------------------------------------------------------------
 
@@ -318,6 +319,9 @@ class _Job:
                 manifest["row_reached"] = row_reached
         if self.ignored_columns:
             manifest["ignored_columns"] = self.ignored_columns
+        if self.unseen:
+            # scored as the pipeline handles unseen categories (the API says so per instance)
+            manifest["unseen_categories"] = dict(sorted(self.unseen.items()))
         return manifest
 
     # --- the loop -----------------------------------------------------------------------
@@ -394,6 +398,7 @@ class _Job:
                 rejected.add(chunk.numbers[e.row], e.field, e.reason, cells)
             scores = self.model.score_columns(checked.columns)
             count_drift(self.drift, self.model, checked.columns, scores)
+            self.unseen.update(note.field for note in checked.notes if note.field)
             numbers = (
                 chunk.numbers if not checked.errors else [chunk.numbers[i] for i in checked.rows]
             )
@@ -451,6 +456,7 @@ class _Job:
             rejected.add(chunk.numbers[e.row], e.field, e.reason, chunk.records[e.row])
         scores = self.model.score_columns(checked.columns)
         count_drift(self.drift, self.model, checked.columns, scores)
+        self.unseen.update(note.field for note in checked.notes if note.field)
         predictions = format_predictions(self.model, scores)
         lines = []
         for i, prediction in zip(checked.rows, predictions, strict=True):
