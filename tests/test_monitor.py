@@ -178,3 +178,9 @@ def test_drift_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture
         == 0
     )
     assert "not enough data" in capsys.readouterr().out
+
+
+def test_numeric_labels_are_counted_by_their_text() -> None:
+    counter = DriftCounter({"label": categorical_baseline(["0", "1", "1"])})
+    counter.add("label", np.array([0, 1, 1, 2, None], dtype=object))
+    assert counter.to_json() == {"label": [1, 2, 1, 1]}  # 0, 1, unseen, missing

@@ -220,13 +220,18 @@ class DriftCounter:
             counts[: len(binned)] += binned
             counts[-1] += int(missing.sum())
             return
-        index = {c: i for i, c in enumerate(baseline.frequencies)}
-        unseen = len(index)
-        for value, n in Counter(np.asarray(values, dtype=object).tolist()).items():
-            if value is None or (isinstance(value, float) and value != value):
-                counts[-1] += n
-            else:
-                counts[index.get(str(value), unseen)] += n
+        arr = np.asarray(values, dtype=object)
+        missing = (arr == None) | (arr != arr)  # noqa: E711 (elementwise: None, and NaN)
+        present = arr[~missing]
+        if present.size and not isinstance(present[0], str):
+            present = present.astype(str).astype(object)  # labels that are numbers or booleans
+        known = 0
+        for i, category in enumerate(baseline.frequencies):
+            n = int((present == category).sum())
+            counts[i] += n
+            known += n
+        counts[-2] += present.size - known  # categories the baseline never saw
+        counts[-1] += int(missing.sum())
 
     def merge(self, other: DriftCounter) -> None:
         for name, counts in other.counts.items():
