@@ -119,7 +119,7 @@ def test_batch_failures_are_bounded_and_land_in_an_encrypted_queue(
 
 def test_log_groups_have_a_retention(template: dict[str, Any]) -> None:
     groups = resources(template, "AWS::Logs::LogGroup")
-    assert set(groups) == {"PredictLogGroup", "BatchLogGroup"}
+    assert set(groups) == {"PredictLogGroup", "BatchLogGroup", "DriftLogGroup"}
     for group in groups.values():
         assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
     for fn in resources(template, "AWS::Serverless::Function").values():
@@ -171,6 +171,8 @@ def test_the_alarms_cover_what_the_issue_asks(template: dict[str, Any]) -> None:
         ("FilesFailed", None),
         ("MaxFeatureDrift", None),
     }
+    window = template["Resources"]["WindowDriftAlarm"]["Properties"]
+    assert window["Dimensions"] == [{"Name": "service", "Value": "drift"}]
     drift = template["Resources"]["FeatureDriftAlarm"]["Properties"]
     assert drift["Threshold"] == {"Ref": "DriftThreshold"}
     assert template["Parameters"]["DriftThreshold"]["Default"] == 0.2
@@ -187,10 +189,12 @@ def test_custom_metric_alarms_use_names_and_dimensions_the_code_emits(
         if props["Namespace"] != {"Ref": "MetricsNamespace"}:
             continue
         assert props["MetricName"] in custom_metric_names()
-        # the batch function publishes these under the service dimension alone
-        assert props["Dimensions"] == [{"Name": Dimension.SERVICE, "Value": "batch"}]
-    batch = template["Resources"]["BatchFunction"]["Properties"]["Environment"]["Variables"]
-    assert batch["POWERTOOLS_SERVICE_NAME"] == "batch"
+        # the batch function and the drift job publish these under the service alone
+        (dimension,) = props["Dimensions"]
+        assert dimension["Name"] == Dimension.SERVICE and dimension["Value"] in ("batch", "drift")
+        function = {"batch": "BatchFunction", "drift": "DriftFunction"}[dimension["Value"]]
+        env = template["Resources"][function]["Properties"]["Environment"]["Variables"]
+        assert env["POWERTOOLS_SERVICE_NAME"] == dimension["Value"]
 
 
 def test_the_dashboard_is_json_and_names_only_known_metrics(template: dict[str, Any]) -> None:
@@ -216,3 +220,24 @@ def test_the_dashboard_is_json_and_names_only_known_metrics(template: dict[str, 
     plain = set(re.findall(r'"sklambda", "(\w+)"', body))
     assert searched | plain
     assert (searched | plain) <= custom_metric_names()
+
+
+def test_capture_goes_through_firehose_to_the_capture_prefix(template: dict[str, Any]) -> None:
+    stream = template["Resources"]["CaptureStream"]["Properties"]
+    destination = stream["ExtendedS3DestinationConfiguration"]
+    assert destination["Prefix"] == "capture/" and destination["CompressionFormat"] == "GZIP"
+    predict = template["Resources"]["PredictFunction"]["Properties"]
+    env = predict["Environment"]["Variables"]
+    assert env["SKLAMBDA_CAPTURE_STREAM"] == {"Ref": "CaptureStream"}
+    assert env["SKLAMBDA_CAPTURE_RATE"] == {"Ref": "CaptureRate"}
+    assert template["Parameters"]["CaptureRate"]["Default"] == 0.1
+    (statement,) = predict["Policies"][0]["Statement"]
+    assert statement["Action"] == "firehose:PutRecord"
+
+
+def test_the_drift_job_runs_on_a_schedule(template: dict[str, Any]) -> None:
+    props = template["Resources"]["DriftFunction"]["Properties"]
+    assert props["Events"]["Daily"]["Properties"]["Schedule"] == {"Ref": "DriftSchedule"}
+    assert template["Parameters"]["DriftSchedule"]["Default"] == "rate(1 day)"
+    env = props["Environment"]["Variables"]
+    assert env["SKLAMBDA_DRIFT_THRESHOLD"] == {"Ref": "DriftThreshold"}

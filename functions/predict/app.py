@@ -18,6 +18,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from sklambda.capture import Capture
 from sklambda.contracts import ErrorBody, Health, PredictResponse, request_model
 from sklambda.errors import FieldError, InvalidInput, ModelLoadError
 from sklambda.model import Model, get_model
@@ -51,6 +52,7 @@ _dimensions = {
 }
 metrics.set_default_dimensions(**_dimensions)
 _model_info = json.dumps(_model.manifest.public()) if _model else ""
+capture = Capture(settings.capture_stream, settings.capture_rate)
 
 
 # --- responses ------------------------------------------------------------------------------
@@ -132,6 +134,11 @@ def predict(request: Annotated[PredictRequest, Body()]):  # type: ignore[valid-t
         "model": {"name": model.name, "version": model.version},
         "predictions": predictions,
     }
+    if capture.sampled():
+        request_id = app.current_event.request_context.request_id
+        sent = capture.send(request_id, payload["model"], request.instances, predictions)  # type: ignore[attr-defined]
+        name = Metric.CAPTURED_REQUESTS if sent else Metric.CAPTURE_FAILURES
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
     if notes:
         payload["notes"] = _notes(notes)
         logger.info(

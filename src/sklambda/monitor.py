@@ -32,6 +32,8 @@ class Metric:
     INVALID_REQUESTS = "InvalidRequests"
     PREDICTED_CLASS = "PredictedClass"
     MODEL_UNAVAILABLE = "ModelUnavailable"
+    CAPTURED_REQUESTS = "CapturedRequests"
+    CAPTURE_FAILURES = "CaptureFailures"
     FILES_PROCESSED = "FilesProcessed"
     FILES_FAILED = "FilesFailed"
     FILES_SKIPPED = "FilesSkipped"
@@ -42,6 +44,7 @@ class Metric:
     FEATURE_DRIFT = "FeatureDrift"
     MAX_FEATURE_DRIFT = "MaxFeatureDrift"
     PREDICTION_DRIFT = "PredictionDrift"
+    DRIFT_ROWS = "DriftRows"
 
 
 class Dimension:

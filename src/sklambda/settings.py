@@ -11,6 +11,12 @@
 | ``SKLAMBDA_UNKNOWN_COLUMNS`` | reject | ``reject`` or ``ignore`` batch columns the model lacks |
 | ``SKLAMBDA_TIME_GUARD_SECONDS`` | 30 | stop a batch file cleanly when less Lambda time is left |
 | ``SKLAMBDA_DEAD_LETTER_QUEUE_URL`` | none | where a batch failure that retrying cannot mend goes |
+| ``SKLAMBDA_CAPTURE_STREAM`` | none | the Firehose stream online requests are captured to |
+| ``SKLAMBDA_CAPTURE_RATE`` | 0.1 | the share of requests captured (0 turns capture off) |
+| ``SKLAMBDA_DATA_BUCKET`` | none | the drift job's bucket (captures, manifests, reports) |
+| ``SKLAMBDA_DRIFT_WINDOW_HOURS`` | 24 | hours one drift report covers |
+| ``SKLAMBDA_DRIFT_THRESHOLD`` | 0.2 | PSI above which a feature has drifted |
+| ``SKLAMBDA_DRIFT_MIN_ROWS`` | 200 | fewer rows than this give "not enough data" |
 
 Powertools reads its own variables (``POWERTOOLS_SERVICE_NAME``, ``POWERTOOLS_METRICS_NAMESPACE``,
 ``POWERTOOLS_LOG_LEVEL``).
@@ -39,6 +45,12 @@ class Settings(BaseModel):
     unknown_columns: Literal["reject", "ignore"] = "reject"
     time_guard_seconds: float = Field(default=30.0, ge=0)
     dead_letter_queue_url: str | None = None
+    capture_stream: str | None = None
+    capture_rate: float = Field(default=0.1, ge=0.0, le=1.0)
+    data_bucket: str | None = None
+    drift_window_hours: int = Field(default=24, ge=1, le=744)
+    drift_threshold: float = Field(default=0.2, gt=0.0)
+    drift_min_rows: int = Field(default=200, ge=1)
 
 
 @cache
