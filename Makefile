@@ -80,11 +80,12 @@ FILE ?= samples/birds.csv
 batch: setup $(MODEL_DIR)/model.json  ## score FILE through the batch function in an embedded S3; outputs to out/
 	$(PY) scripts/batch.py "$(FILE)" --out out --model $(MODEL_DIR)
 
-bench: setup build-host  ## benchmarks: online latency, batch throughput and memory, cold starts of the built layers
+bench: setup build-host  ## benchmarks: online latency, batch throughput and memory, cold starts, capture and the drift job
 	@mkdir -p out/bench
 	$(PY) bench/online.py --json out/bench/online.json
 	$(PY) bench/batch.py --json out/bench/batch.json
 	$(PY) bench/cold_start.py --json out/bench/cold_start.json
+	$(PY) bench/monitoring.py --json out/bench/monitoring.json
 
 openapi: setup  ## write docs/openapi.json from the routes and models/$(MODEL_NAME)/model.json
 	$(PY) scripts/openapi.py --model $(MODEL_DIR)
