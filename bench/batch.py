@@ -15,12 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from sklambda.localbatch import moto_server_process
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / "models" / "penguins"
@@ -76,12 +77,6 @@ print(json.dumps({"seconds": elapsed, "peak": rss("VmHWM"), "before": before}))
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def make_csv(path: Path, rows: int) -> None:
     from sklambda.examples import penguins
 
@@ -105,13 +100,11 @@ def main() -> int:
 
     import boto3
 
-    port = free_port()
     env = {
         **os.environ,
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
         "AWS_DEFAULT_REGION": REGION,
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
         "SKLAMBDA_MODEL_DIR": str(MODEL_DIR),
         "SKLAMBDA_CHUNK_ROWS": "10000",
         "POWERTOOLS_SERVICE_NAME": "batch",
@@ -119,23 +112,8 @@ def main() -> int:
         "BENCH_HANDLER": str(ROOT / "functions" / "batch" / "app.py"),
         "BENCH_BUCKET": BUCKET,
     }
-    # moto's server runs in a child process, so its memory is not the workers' either
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys\nfrom moto.server import ThreadedMotoServer\n"
-            f"s = ThreadedMotoServer(ip_address='127.0.0.1', port={port}); s.start()\n"
-            "print('up', flush=True)\nsys.stdin.read()\ns.stop()\n",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,  # its request log
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        server.stdout.readline()
+    with moto_server_process() as endpoint:
+        env["AWS_ENDPOINT_URL"] = endpoint
         s3 = boto3.client(
             "s3",
             endpoint_url=env["AWS_ENDPOINT_URL"],
@@ -184,10 +162,6 @@ def main() -> int:
                     "peak_mb": statistics.median(v["peak"] for v in values) / 1e6,
                     "before_mb": statistics.median(v["before"] for v in values) / 1e6,
                 }
-    finally:
-        if server.stdin:
-            server.stdin.close()
-        server.wait(timeout=30)
 
     print(
         "\n| Job, rows | Rows/s (median) | Seconds | Peak RSS | RSS before | vs baseline rows/s |"

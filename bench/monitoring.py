@@ -16,7 +16,6 @@ import contextlib
 import gzip
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from sklambda.localbatch import moto_server_process
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / "models" / "penguins"
@@ -88,12 +89,6 @@ def capture_overhead(runs: int) -> dict[str, float]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 WORKER = r"""
 import json, os, sys, time
 from datetime import datetime
@@ -129,29 +124,13 @@ def drift_job(rows: int) -> dict[str, Any]:
 
     model = load(MODEL_DIR)
     birds = frame_to_records(penguins.load_frame(), model.manifest.features)
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys\nfrom moto.server import ThreadedMotoServer\n"
-            f"s = ThreadedMotoServer(ip_address='127.0.0.1', port={port}); s.start()\n"
-            "print('up', flush=True)\nsys.stdin.read()\n",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        server.stdout.readline()
+    with moto_server_process() as endpoint:
         env = {
             **os.environ,
             "AWS_ACCESS_KEY_ID": "b",
             "AWS_SECRET_ACCESS_KEY": "b",
             "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_ENDPOINT_URL": endpoint,
             "SKLAMBDA_MODEL_DIR": str(MODEL_DIR),
             "BENCH_BUCKET": BUCKET,
         }
@@ -196,10 +175,6 @@ def drift_job(rows: int) -> dict[str, Any]:
             check=True,
         )
         return json.loads(worker.stdout.strip().splitlines()[-1])
-    finally:
-        if server.stdin:
-            server.stdin.close()
-        server.wait(timeout=30)
 
 
 def main() -> int:

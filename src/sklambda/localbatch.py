@@ -8,7 +8,10 @@ import json
 import logging
 import os
 import socket
-from contextlib import redirect_stdout
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,9 +32,37 @@ class BatchRun:
 
 
 def free_port() -> int:
+    """A free TCP port on the loopback interface."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextmanager
+def moto_server_process() -> Iterator[str]:
+    """moto's server on loopback in a child process (its memory is not the caller's, which
+    matters to the benchmarks); yields the endpoint URL and stops the server on exit."""
+    port = free_port()
+    code = (
+        "import sys\nfrom moto.server import ThreadedMotoServer\n"
+        f"s = ThreadedMotoServer(ip_address='127.0.0.1', port={port}, verbose=False); s.start()\n"
+        "print('up', flush=True)\nsys.stdin.read()\n"
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # its request log
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        server.stdout.readline()
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        if server.stdin:
+            server.stdin.close()
+        server.wait(timeout=30)
 
 
 def run_batch(
