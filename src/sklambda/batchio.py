@@ -254,7 +254,6 @@ class S3Writer(io.RawIOBase):
         self._upload_id: str | None = None
         self._pending: list[Future[dict[str, Any]]] = []
         self._pool: ThreadPoolExecutor | None = None
-        self.bytes_written = 0
         self._done = False
 
     def writable(self) -> bool:
@@ -263,7 +262,6 @@ class S3Writer(io.RawIOBase):
     def write(self, data: Any) -> int:
         self._pieces.append(bytes(data))
         self._buffered += len(data)
-        self.bytes_written += len(data)
         if self._buffered >= self.part_size:
             # A part may be larger than part_size: what is buffered goes whole, uncut.
             self._submit(self._take())

@@ -236,10 +236,6 @@ class DriftCounter:
         counts[-2] += present.size - known  # categories the baseline never saw
         counts[-1] += int(missing.sum())
 
-    def merge(self, other: DriftCounter) -> None:
-        for name, counts in other.counts.items():
-            self.counts[name] += counts
-
     def to_json(self) -> dict[str, list[int]]:
         return {name: counts.tolist() for name, counts in self.counts.items()}
 
