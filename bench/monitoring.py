@@ -36,8 +36,6 @@ def capture_overhead(runs: int) -> dict[str, float]:
     from moto import mock_aws
 
     from sklambda.local import LambdaContext, load_handler
-    from sklambda.model import reset_model
-    from sklambda.settings import get_settings
 
     os.environ.update(
         {
@@ -66,8 +64,6 @@ def capture_overhead(runs: int) -> dict[str, float]:
         handlers = {}
         for rate in ("0", "0.1", "1"):
             os.environ.update({"SKLAMBDA_CAPTURE_STREAM": "capture", "SKLAMBDA_CAPTURE_RATE": rate})
-            reset_model()
-            get_settings.cache_clear()
             module = load_handler(ROOT / "functions" / "predict" / "app.py", name=f"capture_{rate}")
             handlers[rate] = module.lambda_handler
             results[rate] = []

@@ -28,9 +28,7 @@ import numpy as np
 
 from sklambda.examples import penguins
 from sklambda.local import LambdaContext, load_handler
-from sklambda.model import reset_model
 from sklambda.package import frame_to_records
-from sklambda.settings import get_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / "models" / "penguins"
@@ -112,8 +110,6 @@ def quiet() -> Iterator[None]:
 
 def warm_handler(path: Path, env: dict[str, str]) -> Callable[[dict[str, Any]], Any]:
     os.environ.update({**BASE_ENV, **env})
-    reset_model()
-    get_settings.cache_clear()
     with quiet():
         module = load_handler(path, name=f"bench_{len(env)}_{path.stem}")
     context = LambdaContext(function_name="predict")

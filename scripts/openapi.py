@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from sklambda.local import load_handler
-from sklambda.model import reset_model
-from sklambda.settings import get_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,8 +16,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def openapi_document(model_dir: Path) -> dict[str, Any]:
     os.environ["SKLAMBDA_MODEL_DIR"] = str(model_dir)
     os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "sklambda")
-    reset_model()
-    get_settings.cache_clear()
     app = load_handler(ROOT / "functions" / "predict" / "app.py")
     manifest = app.get_model().manifest
     doc: dict[str, Any] = json.loads(

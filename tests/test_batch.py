@@ -149,8 +149,6 @@ def make_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Env]]:
             monkeypatch.setenv("SKLAMBDA_DEAD_LETTER_QUEUE_URL", queue_url)
             for key, value in env.items():
                 monkeypatch.setenv(key, value)
-            reset_model()
-            get_settings.cache_clear()
             return Env(s3, sqs, queue_url, load_handler(HANDLER))
 
         yield make

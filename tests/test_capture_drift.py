@@ -97,8 +97,6 @@ def function(name: str, monkeypatch: pytest.MonkeyPatch, **env: str) -> ModuleTy
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "sklambda-test")
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    reset_model()
-    get_settings.cache_clear()
     return load_handler(REPO / "functions" / name / "app.py", name=f"{name}_under_test")
 
 

@@ -62,8 +62,6 @@ def make_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., ModuleTy
         monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "sklambda-test")
         for key, value in env.items():
             monkeypatch.setenv(key, value)
-        reset_model()
-        get_settings.cache_clear()
         shared = Metrics()  # Powertools metrics share their state across instances
         shared.clear_metrics()
         shared.clear_default_dimensions()

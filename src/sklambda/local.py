@@ -43,9 +43,15 @@ class LambdaContext:
 def load_handler(path: str | Path, name: str | None = None) -> ModuleType:
     """Import a function's handler module from its file, as Lambda does from the task root.
 
-    Each call executes the module afresh (a new execution environment), so module-level state
-    such as the loaded model starts clean.
+    Each call executes the module afresh as a new execution environment: the cached settings
+    and model are forgotten first, so they are read and loaded again.
     """
+    from sklambda.model import reset_model
+    from sklambda.settings import get_settings
+
+    # A new execution environment: settings read again, the model loaded again, loggers anew.
+    reset_model()
+    get_settings.cache_clear()
     forget_powertools_loggers()
     file = Path(path)
     spec = importlib.util.spec_from_file_location(name or f"{file.parent.name}_app", file)
@@ -329,11 +335,6 @@ def invoke_function(
     timeout = float(
         resolver.resolve(props.get("Timeout", template["Globals"]["Function"].get("Timeout", 3)))
     )
-    from sklambda.model import reset_model
-    from sklambda.settings import get_settings
-
-    reset_model()
-    get_settings.cache_clear()
     module_name, function_name = handler.rsplit(".", 1)
     module = load_handler(root / code_uri / f"{module_name}.py")
     context = LambdaContext(function_name=function, timeout_seconds=timeout)

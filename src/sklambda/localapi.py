@@ -66,11 +66,6 @@ class Function:
                 import os
 
                 os.environ.update(self.environment)
-                from sklambda.model import reset_model
-                from sklambda.settings import get_settings
-
-                reset_model()
-                get_settings.cache_clear()
                 self.module = load_handler(self.source)
                 self.stamp = stamp
         handler: Callable[[dict[str, Any], Any], dict[str, Any]] = self.module.lambda_handler

@@ -88,8 +88,6 @@ def in_process(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("SKLAMBDA_MODEL_DIR", str(REPO / "models" / "penguins"))
-    reset_model()
-    get_settings.cache_clear()
     module = load_handler(REPO / "functions" / function / "app.py", name=f"source_{function}")
     try:
         return module.lambda_handler(
