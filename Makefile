@@ -48,12 +48,12 @@ test: lint  ## lint, then the whole test suite
 	$(BIN)/pytest -q
 
 model: setup  ## train, gate and package the example model into models/penguins
-	$(PY) -m sklambda.examples.penguins --out models/penguins
+	$(PY) -m sklambda_tools.examples.penguins --out models/penguins
 
 package: setup  ## package your own pipeline: make package MODEL=pipe.joblib DATA=holdout.csv TARGET=y
 	@test -n "$(MODEL)" -a -n "$(DATA)" -a -n "$(TARGET)" || \
 	  { echo "usage: make package MODEL=<pipeline.joblib> DATA=<holdout.csv> TARGET=<column> [NAME=..] [GATE=..] [RUNTIME=auto|onnx|sklearn]"; exit 2; }
-	$(PY) -m sklambda.package --model "$(MODEL)" --data "$(DATA)" --target "$(TARGET)" \
+	$(PY) -m sklambda_tools.package --model "$(MODEL)" --data "$(DATA)" --target "$(TARGET)" \
 	  $(if $(NAME),--name "$(NAME)") $(if $(GATE),--gate "$(GATE)") $(if $(RUNTIME),--runtime "$(RUNTIME)") \
 	  $(if $(TRAIN),--train-data "$(TRAIN)")
 
@@ -74,7 +74,7 @@ invoke: setup $(MODEL_DIR)/model.json  ## run a function once, as sam local invo
 
 drift: setup  ## drift of a CSV against the model's training baselines: make drift DATA=samples/birds-shifted.csv
 	@test -n "$(DATA)" || { echo "usage: make drift DATA=<file.csv> [MODEL_NAME=...]"; exit 2; }
-	$(PY) -m sklambda.drift --data "$(DATA)" --model $(MODEL_DIR)
+	$(PY) -m sklambda_tools.drift --data "$(DATA)" --model $(MODEL_DIR)
 
 FILE ?= samples/birds.csv
 batch: setup $(MODEL_DIR)/model.json  ## score FILE through the batch function in an embedded S3; outputs to out/

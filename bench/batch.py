@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sklambda.localbatch import moto_server_process
+from sklambda_tools.localbatch import moto_server_process
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / "models" / "penguins"
@@ -45,7 +45,7 @@ def rss(field):
 import boto3
 s3 = boto3.client("s3")
 if job == "sklambda":
-    from sklambda.local import LambdaContext, load_handler
+    from sklambda_tools.local import LambdaContext, load_handler
     app = load_handler(os.environ["BENCH_HANDLER"])
     # what S3's notification carries: the key, its ETag, size and version
     obj = json.loads(os.environ["BENCH_OBJECT"])
@@ -78,7 +78,7 @@ print(json.dumps({"seconds": elapsed, "peak": rss("VmHWM"), "before": before}))
 
 
 def make_csv(path: Path, rows: int) -> None:
-    from sklambda.examples import penguins
+    from sklambda_tools.examples import penguins
 
     frame = penguins.load_frame()[penguins.FEATURES]
     lines = frame.to_csv(index=False, lineterminator="\n").splitlines(keepends=True)

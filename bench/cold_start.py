@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sklambda.local import TemplateResolver, built_function_command, load_template
+from sklambda_tools.local import TemplateResolver, built_function_command, load_template
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sklambda.localbatch import moto_server_process
+from sklambda_tools.localbatch import moto_server_process
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / "models" / "penguins"
@@ -35,7 +35,7 @@ def capture_overhead(runs: int) -> dict[str, float]:
     import boto3
     from moto import mock_aws
 
-    from sklambda.local import LambdaContext, load_handler
+    from sklambda_tools.local import LambdaContext, load_handler
 
     os.environ.update(
         {
@@ -113,10 +113,10 @@ def drift_job(rows: int) -> dict[str, Any]:
     import boto3
 
     from sklambda.driftjob import hour_prefixes
-    from sklambda.examples import penguins
     from sklambda.model import load
-    from sklambda.package import frame_to_records
     from sklambda.predict import predict_all
+    from sklambda_tools.examples import penguins
+    from sklambda_tools.package import frame_to_records
 
     model = load(MODEL_DIR)
     birds = frame_to_records(penguins.load_frame(), model.manifest.features)

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from sklambda.examples import penguins
-from sklambda.local import LambdaContext, load_handler
-from sklambda.package import frame_to_records
+from sklambda_tools.examples import penguins
+from sklambda_tools.local import LambdaContext, load_handler
+from sklambda_tools.package import frame_to_records
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / "models" / "penguins"
@@ -68,7 +68,7 @@ def penguins_features() -> Any:
 
 COLD_SCRIPT = """
 import json, sys
-from sklambda.local import LambdaContext, load_handler
+from sklambda_tools.local import LambdaContext, load_handler
 event = json.loads(sys.stdin.read())
 module = load_handler(sys.argv[1])
 response = module.lambda_handler(event, LambdaContext(function_name="predict"))
@@ -134,7 +134,7 @@ def serve_overhead(event: dict[str, Any], runs: int) -> dict[str, float]:
     session) and of the same event handed to the handler directly, interleaved."""
     import requests
 
-    from sklambda.localapi import LocalApi, Server
+    from sklambda_tools.localapi import LocalApi, Server
 
     os.environ.update({**BASE_ENV, "SKLAMBDA_RUNTIME": "onnx"})
     app = LocalApi(ROOT, model_dir=MODEL_DIR, parameters={"AuthMode": "NONE"})

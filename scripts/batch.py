@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sklambda.localbatch import run_batch
+from sklambda_tools.localbatch import run_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 

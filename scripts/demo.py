@@ -21,13 +21,13 @@ from typing import Any
 
 import requests
 
-from sklambda.drift import file_drift, render
 from sklambda.errors import IntegrityError, PackagingError
-from sklambda.examples import penguins
-from sklambda.localapi import LocalApi, Server
-from sklambda.localbatch import run_batch
 from sklambda.model import load
-from sklambda.package import Packaged
+from sklambda_tools.drift import file_drift, render
+from sklambda_tools.examples import penguins
+from sklambda_tools.localapi import LocalApi, Server
+from sklambda_tools.localbatch import run_batch
+from sklambda_tools.package import Packaged
 
 ROOT = Path(__file__).resolve().parents[1]
 BIRD = json.loads((ROOT / "samples" / "request.json").read_text())["instances"][0]

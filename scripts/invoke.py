@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from sklambda.local import invoke_function
+from sklambda_tools.local import invoke_function
 
 ROOT = Path(__file__).resolve().parents[1]
 

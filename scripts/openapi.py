@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sklambda.local import load_handler
+from sklambda_tools.local import load_handler
 
 ROOT = Path(__file__).resolve().parents[1]
 

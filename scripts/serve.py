@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sklambda.localapi import LocalApi, Server
+from sklambda_tools.localapi import LocalApi, Server
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sklambda.local import TemplateResolver, load_template
+from sklambda_tools.local import TemplateResolver, load_template
 
 LIMIT_MB = 250.0
 MB = 1_000_000  # Lambda's quota is 250 MB; the figures are reported in decimal megabytes

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.pipeline import Pipeline
 
-from sklambda.package import Packaged, build
+from sklambda_tools.package import Packaged, build
 
 from pipelines import CASES, FEATURES, records, synthetic_frame
 

@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
-from sklambda.examples import penguins
-from sklambda.local import LambdaContext, load_handler, load_template, resolve_sub
 from sklambda.model import load, reset_model
-from sklambda.package import frame_to_records
 from sklambda.settings import get_settings
+from sklambda_tools.examples import penguins
+from sklambda_tools.local import LambdaContext, load_handler, load_template, resolve_sub
+from sklambda_tools.package import frame_to_records
 
 REPO = Path(__file__).resolve().parents[1]
 PENGUINS_DIR = REPO / "models" / "penguins"

@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from sklambda.local import load_template
+from sklambda_tools.local import load_template
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,12 +18,12 @@ from moto import mock_aws
 
 from sklambda.capture import TIMEOUT_SECONDS, Capture, _firehose_client
 from sklambda.driftjob import hour_prefixes, render_html
-from sklambda.examples import penguins
-from sklambda.local import LambdaContext, load_handler
 from sklambda.model import load, reset_model
-from sklambda.package import frame_to_records
 from sklambda.predict import predict_all
 from sklambda.settings import get_settings
+from sklambda_tools.examples import penguins
+from sklambda_tools.local import LambdaContext, load_handler
+from sklambda_tools.package import frame_to_records
 
 from support import event
 

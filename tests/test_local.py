@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import requests
 
-from sklambda.local import LambdaContext, invoke_function, load_handler
-from sklambda.localapi import LocalApi, Server
 from sklambda.model import reset_model
 from sklambda.settings import get_settings
+from sklambda_tools.local import LambdaContext, invoke_function, load_handler
+from sklambda_tools.localapi import LocalApi, Server
 
 from support import EXPECTED_STATUS
 

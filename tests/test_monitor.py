@@ -148,7 +148,7 @@ def test_psi_of_equal_shares_is_zero_and_grows_with_the_shift() -> None:
 
 
 def test_drift_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from sklambda.drift import main
+    from sklambda_tools.drift import main
 
     assert (
         main(

@@ -17,10 +17,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from sklambda.errors import GateFailed, NotSupportedError, PackagingError
-from sklambda.evaluate import read_gate
 from sklambda.manifest import read_manifest
 from sklambda.model import load
-from sklambda.package import Packaged, build, main
+from sklambda_tools.evaluate import read_gate
+from sklambda_tools.package import Packaged, build, main
 
 from pipelines import CASES, FEATURES, preprocessor
 
@@ -409,7 +409,7 @@ def test_the_module_runs_as_a_command(byo_files: dict[str, Path], tmp_path: Path
         [
             sys.executable,
             "-m",
-            "sklambda.package",
+            "sklambda_tools.package",
             "--model",
             str(byo_files["binary"]),
             "--data",

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sklambda.card import render_card
-from sklambda.evaluate import read_gate
-from sklambda.examples import penguins
 from sklambda.manifest import read_manifest
 from sklambda.model import SklearnBackend, load
-from sklambda.package import build, frame_to_records
+from sklambda_tools.card import render_card
+from sklambda_tools.evaluate import read_gate
+from sklambda_tools.examples import penguins
+from sklambda_tools.package import build, frame_to_records
 
 REPO = Path(__file__).resolve().parents[1]
 PENGUINS_DIR = REPO / "models" / "penguins"
@@ -94,7 +94,7 @@ def test_make_model_refuses_a_model_that_misses_its_gate(tmp_path: Path) -> None
     (out / "gate.toml").write_text("[thresholds]\naccuracy = { min = 0.999 }\n")
     # When the training command runs
     result = subprocess.run(
-        [sys.executable, "-m", "sklambda.examples.penguins", "--out", str(out)],
+        [sys.executable, "-m", "sklambda_tools.examples.penguins", "--out", str(out)],
         capture_output=True,
         text=True,
         check=False,
@@ -111,7 +111,7 @@ def test_make_model_writes_a_loadable_artifact(tmp_path: Path) -> None:
     out.mkdir()
     shutil.copy(PENGUINS_DIR / "gate.toml", out / "gate.toml")
     result = subprocess.run(
-        [sys.executable, "-m", "sklambda.examples.penguins", "--out", str(out)],
+        [sys.executable, "-m", "sklambda_tools.examples.penguins", "--out", str(out)],
         capture_output=True,
         text=True,
         check=False,

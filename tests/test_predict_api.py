@@ -17,9 +17,9 @@ from aws_lambda_powertools import Metrics
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sklambda.local import LambdaContext, load_handler
 from sklambda.model import load, reset_model
 from sklambda.settings import get_settings
+from sklambda_tools.local import LambdaContext, load_handler
 
 from support import BIRD, EXPECTED_STATUS, event
 

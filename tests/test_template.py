@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from sklambda.batch import INCOMING, output_keys
-from sklambda.local import load_template
+from sklambda_tools.local import load_template
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -201,7 +201,7 @@ def test_the_dashboard_is_json_and_names_only_known_metrics(template: dict[str, 
     import json
     import re
 
-    from sklambda.local import TemplateResolver
+    from sklambda_tools.local import TemplateResolver
 
     body = TemplateResolver(template).resolve(
         template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]

@@ -35,8 +35,8 @@ from sklambda.batchio import (
     read_csv,
     read_jsonl,
 )
-from sklambda.drift import count as count_drift
 from sklambda.model import Model, Scores
+from sklambda.monitor import count as count_drift
 from sklambda.monitor import drift_counter
 from sklambda.predict import format_predictions
 from sklambda.settings import Settings

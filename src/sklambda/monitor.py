@@ -14,11 +14,15 @@ import json
 import time
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sklambda.manifest import Baselines, CategoricalBaseline, NumericBaseline
+
+if TYPE_CHECKING:
+    from sklambda.model import Model, Scores
+    from sklambda.schema import Columns
 
 DEFAULT_BINS = 10
 
@@ -286,3 +290,14 @@ PREDICTION = "(prediction)"
 def drift_counter(baselines: Baselines) -> DriftCounter:
     """A counter for a model's features and its predictions."""
     return DriftCounter({**baselines.features, PREDICTION: baselines.prediction})
+
+
+def count(counter: DriftCounter, model: Model, columns: Columns, scores: Scores) -> None:
+    """Add validated columns and their scores to a counter."""
+    for name in model.schema.names:
+        counter.add(name, columns[name])
+    predicted = scores.values if scores.values is not None else scores.labels
+    if predicted is not None:
+        counter.add(
+            PREDICTION, predicted if scores.values is not None else predicted.astype(object)
+        )

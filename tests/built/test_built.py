@@ -22,15 +22,15 @@ from urllib.parse import unquote_plus
 
 import pytest
 
-from sklambda.local import (
+from sklambda.model import reset_model
+from sklambda.settings import get_settings
+from sklambda_tools.local import (
     LambdaContext,
     TemplateResolver,
     invoke_built,
     load_handler,
     load_template,
 )
-from sklambda.model import reset_model
-from sklambda.settings import get_settings
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "events"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
-from sklambda.local import TemplateResolver, invoke_function, load_template
+from sklambda_tools.local import TemplateResolver, invoke_function, load_template
 
 ACCOUNT = "123456789012"  # moto's
 REGION = "us-east-1"

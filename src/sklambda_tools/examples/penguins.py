@@ -1,7 +1,7 @@
 """Train the example model: Palmer penguins species from measurements, island and sex.
 
-``python -m sklambda.examples.penguins --out models/penguins`` (``make model``) splits the data
-60/20/20 with a fixed seed into training, validation and test sets, picks the regularisation on
+``python -m sklambda_tools.examples.penguins --out models/penguins`` (``make model``) splits the
+data 60/20/20 with a fixed seed into training, validation and test sets, picks the regularisation on
 the validation set, fits on the training set and packages the pipeline with the test set as the
 holdout, behind the gate in ``models/penguins/gate.toml``.
 """
@@ -24,9 +24,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from sklambda import evaluate
 from sklambda.errors import PackagingError
-from sklambda.package import Packaged, build, summary
+from sklambda_tools import evaluate
+from sklambda_tools.package import Packaged, build, summary
 
 SEED = 20240607
 TARGET = "species"
@@ -112,7 +112,7 @@ def package(out: Path, runtime: str = "auto") -> Packaged:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m sklambda.examples.penguins")
+    parser = argparse.ArgumentParser(prog="python -m sklambda_tools.examples.penguins")
     parser.add_argument("--out", default="models/penguins", type=Path)
     parser.add_argument("--runtime", choices=["auto", "onnx", "sklearn"], default="auto")
     args = parser.parse_args()

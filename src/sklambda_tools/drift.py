@@ -17,20 +17,8 @@ from typing import Any
 import numpy as np
 
 from sklambda.batchio import FileError, read_csv
-from sklambda.model import Model, Scores, load
-from sklambda.monitor import MIN_ROWS, PREDICTION, PSI_THRESHOLD, DriftCounter, drift_counter
-from sklambda.schema import Columns
-
-
-def count(counter: DriftCounter, model: Model, columns: Columns, scores: Scores) -> None:
-    """Add validated columns and their scores to a counter."""
-    for name in model.schema.names:
-        counter.add(name, columns[name])
-    predicted = scores.values if scores.values is not None else scores.labels
-    if predicted is not None:
-        counter.add(
-            PREDICTION, predicted if scores.values is not None else predicted.astype(object)
-        )
+from sklambda.model import Model, load
+from sklambda.monitor import MIN_ROWS, PREDICTION, PSI_THRESHOLD, count, drift_counter
 
 
 def file_drift(
@@ -91,7 +79,7 @@ def render(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sklambda.drift")
+    parser = argparse.ArgumentParser(prog="python -m sklambda_tools.drift")
     parser.add_argument("--data", type=Path, required=True, help="a CSV file (or .csv.gz)")
     parser.add_argument("--model", type=Path, default=Path("models/penguins"))
     parser.add_argument("--threshold", type=float, default=PSI_THRESHOLD)

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from sklambda.local import LambdaContext, TemplateResolver, load_handler, load_template
+from sklambda_tools.local import LambdaContext, TemplateResolver, load_handler, load_template
 
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")
 MISSING_TOKEN = {"message": "Missing Authentication Token"}

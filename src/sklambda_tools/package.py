@@ -1,6 +1,6 @@
 """Package a fitted scikit-learn pipeline into a model artifact, behind a validation gate.
 
-``python -m sklambda.package --model pipe.joblib --data holdout.csv --target y`` writes
+``python -m sklambda_tools.package --model pipe.joblib --data holdout.csv --target y`` writes
 ``models/<name>/``: ``model.joblib``, ``model.onnx`` (when the export agrees with the pipeline),
 ``model.json`` and ``MODEL_CARD.md``. Nothing is written when a holdout metric misses its
 threshold (exit status 1) or the input is unusable (exit status 2).
@@ -30,8 +30,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 from sklearn.utils.validation import check_is_fitted
 
-from sklambda import evaluate, export, monitor
-from sklambda.card import render_card
+from sklambda import monitor
 from sklambda.errors import GateFailed, PackagingError
 from sklambda.manifest import (
     CARD_FILE,
@@ -52,6 +51,8 @@ from sklambda.manifest import (
 )
 from sklambda.model import SklearnBackend
 from sklambda.schema import InputSchema
+from sklambda_tools import evaluate, export
+from sklambda_tools.card import render_card
 
 RuntimeChoice = Literal["auto", "onnx", "sklearn"]
 LIBRARIES = (
@@ -406,7 +407,7 @@ def _read_csv(path: str, what: str) -> pd.DataFrame:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m sklambda.package",
+        prog="python -m sklambda_tools.package",
         description="Package a fitted scikit-learn pipeline as a sklambda model artifact.",
     )
     parser.add_argument("--model", required=True, help="fitted pipeline saved with joblib")
@@ -450,10 +451,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             runtime=args.runtime,
         )
     except GateFailed as exc:
-        print(f"sklambda.package: refused: {exc}", file=sys.stderr)
+        print(f"sklambda_tools.package: refused: {exc}", file=sys.stderr)
         return 1
     except PackagingError as exc:
-        print(f"sklambda.package: error: {exc}", file=sys.stderr)
+        print(f"sklambda_tools.package: error: {exc}", file=sys.stderr)
         return 2
     print(summary(packaged))
     return 0
