@@ -93,7 +93,7 @@ def rss(field):
         if line.startswith(field):
             return int(line.split()[1]) * 1024
 import boto3
-from sklambda import driftjob
+from sklambda import drift
 from sklambda.model import load
 model = load(os.environ["SKLAMBDA_MODEL_DIR"])
 s3 = boto3.client("s3")
@@ -101,7 +101,7 @@ end = datetime.fromisoformat(sys.argv[1])
 before = rss("VmRSS")
 open("/proc/self/clear_refs", "w").write("5")
 started = time.perf_counter()
-report = driftjob.run(s3, os.environ["BENCH_BUCKET"], model, end=end, hours=24,
+report = drift.run(s3, os.environ["BENCH_BUCKET"], model, end=end, hours=24,
                       threshold=0.2, min_rows=200)
 elapsed = time.perf_counter() - started
 print(json.dumps({"seconds": elapsed, "peak": rss("VmHWM"), "before": before,
@@ -112,9 +112,9 @@ print(json.dumps({"seconds": elapsed, "peak": rss("VmHWM"), "before": before,
 def drift_job(rows: int) -> dict[str, Any]:
     import boto3
 
-    from sklambda.driftjob import hour_prefixes
+    from sklambda.drift import hour_prefixes
     from sklambda.model import load
-    from sklambda.predict import predict_all
+    from sklambda.scoring import predict_all
     from sklambda_tools.examples import penguins
     from sklambda_tools.package import frame_to_records
 
@@ -141,7 +141,7 @@ def drift_job(rows: int) -> dict[str, Any]:
         end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         prefixes = hour_prefixes(end, 24)
         per_request, per_object = 10, 50_000
-        predictions, _ = predict_all(model, birds)
+        predictions = predict_all(model, birds).predictions()
         written = 0
         while written < rows:
             lines = []

@@ -21,9 +21,10 @@ from typing import Any
 
 import requests
 
-from sklambda.errors import IntegrityError, PackagingError
+from sklambda.errors import IntegrityError
 from sklambda.model import load
 from sklambda_tools.drift import file_drift, render
+from sklambda_tools.errors import PackagingError
 from sklambda_tools.examples import penguins
 from sklambda_tools.localapi import LocalApi, Server
 from sklambda_tools.localbatch import run_batch

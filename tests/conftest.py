@@ -14,9 +14,7 @@ from sklearn.pipeline import Pipeline
 from sklambda_tools.package import Packaged, build
 
 from pipelines import CASES, FEATURES, records, synthetic_frame
-
-REPO = Path(__file__).resolve().parents[1]
-PENGUINS_DIR = REPO / "models" / "penguins"
+from support import PENGUINS_DIR
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[1]  # the one repository-root constant of the tests
 EVENTS = REPO / "events"
+PENGUINS_DIR = REPO / "models" / "penguins"
 
 # The first instance of samples/request.json (the body of events/predict-multi.json).
 BIRD: dict[str, Any] = json.loads((REPO / "samples" / "request.json").read_text())["instances"][0]

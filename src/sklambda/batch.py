@@ -1,10 +1,11 @@
 """Score one file dropped under ``incoming/``: every row scored or rejected, exactly once.
 
 For ``incoming/<path>`` the job writes ``predictions/<path>`` (the input's format and
-compression), ``errors/<path>.jsonl`` (every rejected row with its reasons) and, last,
-``manifests/<path>.json`` (what was done). Outputs are multipart uploads completed only at the
-end, so a failure leaves none of them half-written. The manifest makes a repeated delivery of
-the same object version a no-op.
+compression), ``errors/<path>.jsonl`` (every rejected row with its reasons) and, last, the
+job record ``manifests/<path>.json`` (what was done; the prefix predates the name). Outputs are
+multipart uploads completed only at the end, so a failure leaves none of them half-written. The
+job record makes a repeated delivery of the same object version a no-op. Rows are validated,
+scored and formatted by the scoring core (``sklambda.scoring``), the same as online.
 """
 
 from __future__ import annotations
@@ -19,59 +20,47 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 from botocore.exceptions import ClientError
 
 from sklambda.batchio import (
     Chunk,
-    FileError,
     Format,
     S3Writer,
     TextSink,
-    csv_field,
-    csv_line,
     file_format,
     open_text,
     read_csv,
     read_jsonl,
 )
-from sklambda.model import Model, Scores
-from sklambda.monitor import count as count_drift
-from sklambda.monitor import drift_counter
-from sklambda.predict import format_predictions
-from sklambda.settings import Settings
+from sklambda.drift import count as count_drift
+from sklambda.drift import drift_counter
+from sklambda.errors import FileError, OutOfTime
+from sklambda.model import Model
+from sklambda.schema import Header
+from sklambda.scoring import Scored, csv_line, formatter, score_records, score_text
+from sklambda.settings import BatchSettings
 
 INCOMING = "incoming/"
+JOB_RECORDS = "manifests/"
 GONE = {"NoSuchKey", "NoSuchVersion", "404"}
-
-
-class TimeGuard(Exception):
-    """Too little Lambda time is left to finish the file."""
-
-    def __init__(self, row: int, seconds_left: float) -> None:
-        super().__init__(
-            f"stopped after row {row}: {seconds_left:.0f} s of Lambda time left, too little to "
-            "finish the file in this invocation"
-        )
-        self.row = row
 
 
 @dataclass(frozen=True)
 class OutputKeys:
     predictions: str
     errors: str
-    manifest: str
+    record: str
 
 
 def output_keys(key: str) -> OutputKeys:
     """Where the outputs of ``incoming/<path>`` go (prefixes the trigger does not watch)."""
     path = key[len(INCOMING) :]
-    return OutputKeys(f"predictions/{path}", f"errors/{path}.jsonl", f"manifests/{path}.json")
+    return OutputKeys(f"predictions/{path}", f"errors/{path}.jsonl", f"{JOB_RECORDS}{path}.json")
 
 
 @dataclass
 class Result:
-    """What happened to one file (also what its manifest says)."""
+    """What happened to one file (also what its job record says)."""
 
     key: str
     status: str  # succeeded, failed, duplicate, ignored
@@ -81,14 +70,14 @@ class Result:
     rows_scored: int = 0
     rows_rejected: int = 0
     duration: float = 0.0
-    manifest: dict[str, Any] = field(default_factory=dict)
+    record: dict[str, Any] = field(default_factory=dict)
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def read_batch_manifest(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
+def read_job_record(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as exc:
@@ -104,17 +93,17 @@ def process_object(
     bucket: str,
     key: str,
     model: Model,
-    settings: Settings,
+    settings: BatchSettings,
     *,
     version_id: str | None = None,
     etag: str | None = None,
     size: int | None = None,
     remaining_ms: Callable[[], int] = lambda: 15 * 60 * 1000,
 ) -> Result:
-    """Score ``s3://bucket/key`` (a decoded key) and write its outputs and manifest.
+    """Score ``s3://bucket/key`` (a decoded key) and write its outputs and job record.
 
     Raises only for failures that a retry may mend (S3 errors); those leave a ``failed``,
-    ``retryable`` manifest. Everything a retry cannot mend is returned as ``failed``.
+    ``retryable`` job record. Everything a retry cannot mend is returned as ``failed``.
     """
     if not key.startswith(INCOMING):
         return Result(key, "ignored", reason=f"not under {INCOMING}")
@@ -134,12 +123,12 @@ def process_object(
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") not in GONE:
                 raise
-    previous = read_batch_manifest(s3, bucket, keys.manifest)
+    previous = read_job_record(s3, bucket, keys.record)
     if previous is not None and _same_object(previous.get("source", {}), source):
         done = previous.get("status") == "succeeded" or not previous.get("retryable", True)
         if done:
             return Result(
-                key, "duplicate", reason=f"already {previous.get('status')}", manifest=previous
+                key, "duplicate", reason=f"already {previous.get('status')}", record=previous
             )
 
     started, clock = _now(), time.perf_counter()
@@ -161,7 +150,7 @@ def process_object(
         status = "succeeded"
     except FileError as exc:
         status, reason = "failed", str(exc)
-    except TimeGuard as exc:
+    except OutOfTime as exc:
         status, reason, row_reached = "failed", str(exc), exc.row
     except UnicodeDecodeError as exc:
         status, reason = "failed", f"the file is not UTF-8 text ({exc.reason})"
@@ -171,13 +160,13 @@ def process_object(
         # S3 trouble (or a fault of ours): worth a retry; record it, then let Lambda retry.
         job.abort()
         status, reason, retryable = "failed", f"{type(exc).__name__}: {exc}", True
-        manifest = job.manifest(source, status, reason, retryable, None, started, clock)
-        _put_json(s3, bucket, keys.manifest, manifest)
+        record = job.record(source, status, reason, retryable, None, started, clock)
+        _put_json(s3, bucket, keys.record, record)
         raise
     if status != "succeeded":
         job.abort()
-    manifest = job.manifest(source, status, reason, retryable, row_reached, started, clock)
-    _put_json(s3, bucket, keys.manifest, manifest)
+    record = job.record(source, status, reason, retryable, row_reached, started, clock)
+    _put_json(s3, bucket, keys.record, record)
     return Result(
         key,
         status,
@@ -186,8 +175,8 @@ def process_object(
         rows_read=job.read,
         rows_scored=job.scored,
         rows_rejected=job.rejected,
-        duration=manifest["duration_seconds"],
-        manifest=manifest,
+        duration=record["duration_seconds"],
+        record=record,
     )
 
 
@@ -224,7 +213,7 @@ class _Rejected:
 
 
 class _Job:
-    """The streaming part: read chunks, validate, score, write."""
+    """The streaming part: read chunks, hand them to the scoring core, write what it says."""
 
     def __init__(
         self,
@@ -232,30 +221,19 @@ class _Job:
         bucket: str,
         keys: OutputKeys,
         model: Model,
-        settings: Settings,
+        settings: BatchSettings,
         fmt: Format,
         compressed: bool,
         remaining_ms: Callable[[], int],
     ) -> None:
-        self.s3, self.bucket, self.keys, self.model, self.settings = (
-            s3,
-            bucket,
-            keys,
-            model,
-            settings,
-        )
+        self.s3, self.bucket, self.keys = s3, bucket, keys
+        self.model, self.settings = model, settings
         self.fmt, self.compressed, self.remaining_ms = fmt, compressed, remaining_ms
         self.read = self.scored = self.rejected = 0
+        self.passthrough = [settings.id_column] if settings.id_column else []
         self.ignored_columns: list[str] = []
         self._sinks: list[TextSink] = []
-        classes = [str(c) for c in model.classes or ()]
-        self._label_text = {c: csv_field(c) for c in classes}
-        self._classes = classes
-        # Nine significant digits give back every float32 exactly (the onnx runtime's outputs,
-        # when it runs in float32) at a third of the cost of repr; doubles keep all their digits.
-        onnx = model.manifest.runtime.onnx
-        single = model.runtime == "onnx" and onnx is not None and onnx.input_dtype == "float32"
-        self._number = "%.9g" if single else "%r"
+        self.format = formatter(model)
         self.drift = drift_counter(model.manifest.baselines)
         self.unseen: Counter[str] = Counter()  # rows scored with a category never seen, by feature
 
@@ -270,7 +248,7 @@ class _Job:
         for sink in self._sinks:
             sink.abort()
 
-    def manifest(
+    def record(
         self,
         source: dict[str, Any],
         status: str,
@@ -280,8 +258,9 @@ class _Job:
         started: str,
         clock: float,
     ) -> dict[str, Any]:
+        """The job record: what was read, scored and rejected, by which model, and why not."""
         duration = time.perf_counter() - clock
-        manifest: dict[str, Any] = {
+        record: dict[str, Any] = {
             "source": source,
             "model": {
                 "name": self.model.name,
@@ -301,9 +280,9 @@ class _Job:
             },
         }
         if status == "succeeded":
-            manifest["outputs"] = {"predictions": self.keys.predictions, "errors": self.keys.errors}
+            record["outputs"] = {"predictions": self.keys.predictions, "errors": self.keys.errors}
             report = self.drift.report()
-            manifest["drift"] = {
+            record["drift"] = {
                 "status": report["status"],
                 "max_psi": report.get("max_psi"),
                 "max_feature": report.get("max_feature"),
@@ -313,16 +292,16 @@ class _Job:
                 "counts": self.drift.to_json(),
             }
         else:
-            manifest["reason"] = reason
-            manifest["retryable"] = retryable
+            record["reason"] = reason
+            record["retryable"] = retryable
             if row_reached is not None:
-                manifest["row_reached"] = row_reached
+                record["row_reached"] = row_reached
         if self.ignored_columns:
-            manifest["ignored_columns"] = self.ignored_columns
+            record["ignored_columns"] = self.ignored_columns
         if self.unseen:
             # scored as the pipeline handles unseen categories (the API says so per instance)
-            manifest["unseen_categories"] = dict(sorted(self.unseen.items()))
-        return manifest
+            record["unseen_categories"] = dict(sorted(self.unseen.items()))
+        return record
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -332,11 +311,14 @@ class _Job:
         predictions = self._open(self.keys.predictions, self.compressed, content)
         errors = self._open(self.keys.errors, False, "application/x-ndjson")
         if self.fmt == "csv":
-            header, chunks = read_csv(text, self.settings.chunk_rows)
-            layout = self._check_header(header)
-            predictions.write(csv_line(self._prediction_header()))
+            names, chunks = read_csv(text, self.settings.chunk_rows)
+            header = self.model.schema.check_header(
+                names, unknown=self.settings.unknown_columns, passthrough=self.passthrough
+            )
+            self.ignored_columns = header.ignored
+            predictions.write(csv_line(self.format.csv_header(self.passthrough)))
             for chunk in self._guarded(chunks):
-                self._csv_chunk(chunk, header, layout, predictions, errors)
+                self._csv_chunk(chunk, names, header, predictions, errors)
             if self.read == 0:
                 raise FileError("the file has a header but no rows")
         else:
@@ -352,38 +334,19 @@ class _Job:
         for chunk in chunks:
             left = self.remaining_ms()
             if left < guard_ms:
-                raise TimeGuard(self.read, left / 1000)
+                raise OutOfTime(self.read, left / 1000)
             yield chunk
 
-    def _check_header(self, header: list[str]) -> dict[str, int]:
-        names = self.model.schema.names
-        missing = [n for n in names if n not in header]
-        if missing:
-            raise FileError(f"missing required columns {missing}")
-        extra = [h for h in header if h not in names and h != self.settings.id_column]
-        if extra and self.settings.unknown_columns == "reject":
-            raise FileError(
-                f"unknown columns {extra} (SKLAMBDA_UNKNOWN_COLUMNS=ignore would drop them)"
-            )
-        self.ignored_columns = extra
-        return {h: i for i, h in enumerate(header)}
-
-    def _prediction_header(self) -> list[str]:
-        head = ["row"]
-        if self.settings.id_column:
-            head.append(self.settings.id_column)
-        if self.model.task == "regression":
-            return [*head, "value"]
-        head.append("label")
-        if self.model.manifest.output.probabilities:
-            head += [f"probability_{c}" for c in self._classes]
-        return head
+    def _count(self, scored: Scored) -> None:
+        count_drift(self.drift, scored)
+        self.unseen.update(note.field for note in scored.notes if note.field)
+        self.scored += len(scored.rows)
 
     def _csv_chunk(
         self,
         chunk: Chunk,
-        header: list[str],
-        layout: dict[str, int],
+        names: list[str],
+        header: Header,
         out: TextSink,
         errors: TextSink,
     ) -> None:
@@ -391,85 +354,47 @@ class _Job:
         rejected = _Rejected(chunk.broken)
         n = len(chunk.numbers)
         if n:
-            by_name = {name: chunk.columns[layout[name]] for name in self.model.schema.names}
-            checked = self.model.schema.validate_text(by_name, n)
-            for e in checked.errors:
-                cells = dict(zip(header, chunk.row_cells(e.row), strict=True))
-                rejected.add(chunk.numbers[e.row], e.field, e.reason, cells)
-            scores = self.model.score_columns(checked.columns)
-            count_drift(self.drift, self.model, checked.columns, scores)
-            self.unseen.update(note.field for note in checked.notes if note.field)
-            numbers = (
-                chunk.numbers if not checked.errors else [chunk.numbers[i] for i in checked.rows]
-            )
-            id_index = layout.get(self.settings.id_column or "")
-            ids = None
-            if id_index is not None:
-                column = chunk.columns[id_index]
-                ids = column if not checked.errors else [column[i] for i in checked.rows]
-            out.write(self._csv_rows(numbers, ids, scores))
-            self.scored += len(checked.rows)
+            at = header.positions
+            cells = {name: chunk.columns[at[name]] for name in self.model.schema.names}
+            scored = score_text(self.model, cells, n)
+            for e in scored.errors:
+                raw = dict(zip(names, chunk.row_cells(e.row), strict=True))
+                rejected.add(chunk.numbers[e.row], e.field, e.reason, raw)
+            keep = (lambda column: column) if not scored.errors else _picker(scored.rows)
+            passthrough = [keep(chunk.columns[at[name]]) for name in header.passthrough]
+            out.write(self.format.csv_rows(keep(chunk.numbers), passthrough, scored.scores))
+            self._count(scored)
         self._write_errors(errors, rejected)
-
-    def _csv_rows(self, numbers: list[int], ids: list[str] | None, scores: Scores) -> str:
-        """Prediction lines of a chunk, formatted in one pass of the % operator."""
-        columns: list[list[Any]] = [numbers]
-        template = ["%d"]
-        if ids is not None:
-            columns.append([csv_field(i) for i in ids])
-            template.append("%s")
-        if scores.values is not None:
-            columns.append(scores.values.tolist())
-            template.append(self._number)
-        else:
-            assert scores.labels is not None
-            labels = scores.labels.tolist()
-            texts = list(map(self._label_text.get, labels))
-            if None in texts:  # labels that are not strings (ints, booleans)
-                texts = [self._label_text.get(str(x)) or csv_field(x) for x in labels]
-            columns.append(texts)
-            template.append("%s")
-            if scores.probabilities is not None:
-                columns.extend(scores.probabilities.T.tolist())
-                template.extend([self._number] * scores.probabilities.shape[1])
-        line = ",".join(template) + "\n"
-        table = np.empty((len(numbers), len(columns)), dtype=object)
-        for j, column in enumerate(columns):
-            table[:, j] = column
-        return (line * len(numbers)) % tuple(table.ravel().tolist())
 
     def _jsonl_chunk(self, chunk: Chunk, out: TextSink, errors: TextSink) -> None:
         self.read += chunk.size
         rejected = _Rejected(chunk.broken)
-        id_column = self.settings.id_column
-        ids: list[Any] = []
+        copied: dict[str, list[Any]] = {name: [] for name in self.passthrough}
         records = []
         for record in chunk.records:
-            if id_column and isinstance(record, dict) and id_column in record:
-                ids.append(record[id_column])
-                record = {k: v for k, v in record.items() if k != id_column}
+            if copied and isinstance(record, dict):
+                for name, values in copied.items():
+                    values.append(record.get(name))
+                record = {k: v for k, v in record.items() if k not in copied}
             else:
-                ids.append(None)
+                for values in copied.values():
+                    values.append(None)
             records.append(record)
-        checked = self.model.validate(records, unknown=self.settings.unknown_columns)
-        for e in checked.errors:
+        scored = score_records(self.model, records, unknown=self.settings.unknown_columns)
+        for e in scored.errors:
             rejected.add(chunk.numbers[e.row], e.field, e.reason, chunk.records[e.row])
-        scores = self.model.score_columns(checked.columns)
-        count_drift(self.drift, self.model, checked.columns, scores)
-        self.unseen.update(note.field for note in checked.notes if note.field)
-        predictions = format_predictions(self.model, scores)
-        lines = []
-        for i, prediction in zip(checked.rows, predictions, strict=True):
-            entry: dict[str, Any] = {"row": chunk.numbers[i]}
-            if id_column:
-                entry[id_column] = ids[i]
-            entry.update(prediction)
-            lines.append(json.dumps(entry, separators=(",", ":")) + "\n")
-        out.write("".join(lines))
-        self.scored += len(checked.rows)
+        pick = _picker(scored.rows)
+        passthrough = {name: pick(values) for name, values in copied.items()}
+        out.write(self.format.json_rows(pick(chunk.numbers), passthrough, scored.scores))
+        self._count(scored)
         self._write_errors(errors, rejected)
 
     def _write_errors(self, errors: TextSink, rejected: _Rejected) -> None:
         if rejected.reasons:
             errors.write(rejected.lines())
             self.rejected += len(rejected.reasons)
+
+
+def _picker(rows: list[int]) -> Callable[[list[Any]], list[Any]]:
+    """Select the scored rows' entries of a chunk-long column."""
+    return lambda column: [column[i] for i in rows]

@@ -13,17 +13,16 @@ import io
 import itertools
 import json
 import operator
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any, Literal
 
+from sklambda.errors import FileError
+
 Format = Literal["csv", "jsonl"]
 PART_SIZE = 5 * 1024 * 1024  # the least S3 takes for a part but the last: the least memory
-
-
-class FileError(Exception):
-    """The file as a whole cannot be read (empty, not UTF-8, corrupt gzip, bad header...)."""
 
 
 def file_format(key: str) -> tuple[Format, bool] | None:
@@ -104,7 +103,7 @@ def read_csv(text: IO[str], chunk_rows: int) -> tuple[list[str], Iterator[Chunk]
         raise FileError(f"the header is not valid CSV: {exc}") from exc
     if any(h.strip() == "" for h in header):
         raise FileError("the header has an empty column name")
-    duplicates = sorted({h for h in header if header.count(h) > 1})
+    duplicates = sorted(name for name, n in Counter(header).items() if n > 1)
     if duplicates:
         raise FileError(f"the header repeats the columns {duplicates}")
     return header, _chunks(text, len(header), chunk_rows)
@@ -359,15 +358,3 @@ class TextSink:
 
     def abort(self) -> None:
         self.writer.abort()
-
-
-def csv_field(value: Any) -> str:
-    """One CSV field (RFC 4180 quoting only where needed)."""
-    text = "" if value is None else str(value)
-    if any(c in text for c in ',"\r\n') or text != text.strip():
-        return '"' + text.replace('"', '""') + '"'
-    return text
-
-
-def csv_line(fields: Sequence[Any]) -> str:
-    return ",".join(csv_field(f) for f in fields) + "\n"

@@ -10,11 +10,19 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from sklambda import aws
+from sklambda.scoring import Scored
+
 TIMEOUT_SECONDS = 0.25  # connect and read: the most a capture can add to a request
+
+
+def firehose() -> Any:
+    """The capture client: one attempt, short timeouts."""
+    return aws.client("firehose", timeout=TIMEOUT_SECONDS, attempts=1)
 
 
 class Capture:
@@ -24,13 +32,12 @@ class Capture:
         self,
         stream: str | None,
         rate: float,
-        client_factory: Callable[[], Any] | None = None,
+        client: Callable[[], Any] = firehose,
         draw: Callable[[], float] = random.random,
     ) -> None:
         self.stream = stream
         self.rate = rate if stream else 0.0
-        self._client_factory = client_factory or _firehose_client
-        self._client: Any = None
+        self._client = client
         self._draw = draw
 
     @property
@@ -40,38 +47,23 @@ class Capture:
     def sampled(self) -> bool:
         return self.enabled and self._draw() < self.rate
 
-    def send(
-        self,
-        request_id: str | None,
-        model: dict[str, str],
-        instances: list[Any],
-        predictions: list[dict[str, Any]],
-    ) -> bool:
-        """Send one record; ``False`` when it could not be sent (never raises)."""
-        record = {
+    def record(self, request_id: str | None, instances: Sequence[Any], scored: Scored) -> bytes:
+        """The captured line: the request's instances and what the core answered."""
+        model = scored.model
+        payload = {
             "request_id": request_id,
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "model": model,
-            "instances": instances,
-            "predictions": predictions,
+            "model": {"name": model.name, "version": model.version},
+            "instances": list(instances),
+            "predictions": scored.predictions(),
         }
+        return (json.dumps(payload, separators=(",", ":"), allow_nan=False) + "\n").encode()
+
+    def send(self, request_id: str | None, instances: Sequence[Any], scored: Scored) -> bool:
+        """Send one record; ``False`` when it could not be sent (never raises)."""
         try:
-            if self._client is None:
-                self._client = self._client_factory()
-            data = (json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode()
-            self._client.put_record(DeliveryStreamName=self.stream, Record={"Data": data})
+            data = self.record(request_id, instances, scored)
+            self._client().put_record(DeliveryStreamName=self.stream, Record={"Data": data})
         except Exception:  # a capture must never fail a prediction: the caller counts it
             return False
         return True
-
-
-def _firehose_client() -> Any:
-    import boto3
-    from botocore.config import Config
-
-    config = Config(
-        connect_timeout=TIMEOUT_SECONDS,
-        read_timeout=TIMEOUT_SECONDS,
-        retries={"total_max_attempts": 1, "mode": "standard"},  # one try, no retry
-    )
-    return boto3.client("firehose", config=config)

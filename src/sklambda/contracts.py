@@ -1,4 +1,5 @@
-"""Request and response models of the prediction API, generated from the manifest.
+"""The prediction API's contract: its routes, and request and response models generated from the
+manifest, for the OpenAPI document (``sklambda_tools.openapi`` renders it).
 
 The request model documents every feature (kind, nullability, categories, observed range) in the
 OpenAPI document, but validates only the envelope (a non-empty list of at most N instances): the
@@ -8,6 +9,7 @@ share, so both give the same error text.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
@@ -115,3 +117,69 @@ class Health(_Documented):
     status: str
     model: ModelRef
     runtime: str
+
+
+ERROR = {"content": {"application/json": {"model": ErrorBody}}}
+
+
+@dataclass(frozen=True)
+class RouteDoc:
+    """One route as the OpenAPI document describes it (the handler serves the same ones)."""
+
+    method: str
+    path: str
+    name: str
+    summary: str
+    responses: dict[int, dict[str, Any]]
+    description: str | None = None
+    body: bool = False  # takes the PredictRequest body
+
+
+_UNAVAILABLE = {503: {"description": "The model could not be loaded.", **ERROR}}
+ROUTES = (
+    RouteDoc(
+        "POST",
+        "/predict",
+        "predict",
+        "Score instances",
+        {
+            200: {
+                "description": "One prediction per instance, in order.",
+                "content": {"application/json": {"model": PredictResponse}},
+            },
+            400: {"description": "The body is not JSON.", **ERROR},
+            413: {"description": "Too many instances, or the body is too large.", **ERROR},
+            415: {"description": "The body is not declared as JSON.", **ERROR},
+            422: {
+                "description": "Instances that do not match the model's input schema; every "
+                "field error is listed.",
+                **ERROR,
+            },
+            **_UNAVAILABLE,
+        },
+        description="Every instance is validated against the model's input schema; any "
+        "invalid instance rejects the request with one error per field.",
+        body=True,
+    ),
+    RouteDoc(
+        "GET",
+        "/model",
+        "model_info",
+        "The model's public manifest",
+        {200: {"description": "Name, version, input schema, classes, holdout metrics."}}
+        | _UNAVAILABLE,
+    ),
+    RouteDoc(
+        "GET",
+        "/health",
+        "health",
+        "Liveness and the loaded model's version",
+        {
+            200: {
+                "description": "Up, with a model.",
+                "content": {"application/json": {"model": Health}},
+            },
+            **_UNAVAILABLE,
+        },
+    ),
+)

@@ -1,7 +1,8 @@
-"""Typed errors of the core.
+"""The one error family of sklambda.
 
-Every error carries a message that is safe to show a client: field paths and reasons, never
-internals. Adapters (HTTP, batch) map the types to their own vocabulary in one place.
+Every error carries a message that is safe to show a client or write to a job record: field
+paths and reasons, never internals. Adapters (HTTP, batch) map the types to their own
+vocabulary in one place each.
 """
 
 from __future__ import annotations
@@ -10,7 +11,11 @@ from dataclasses import dataclass
 
 
 class SklambdaError(Exception):
-    """Base class of every error raised by the core."""
+    """Base class of every error sklambda raises."""
+
+
+class ConfigurationError(SklambdaError):
+    """A setting is missing or invalid: the function fails its init, naming the variable."""
 
 
 class ModelLoadError(SklambdaError):
@@ -34,13 +39,7 @@ class RuntimeUnavailableError(ModelLoadError):
 
 
 @dataclass(frozen=True, slots=True)
-class FieldError:
-    """One reason one input row was rejected.
-
-    ``row`` is the 0-based position of the row in its request or chunk, ``field`` the feature
-    name (``None`` when the row as a whole is wrong), ``reason`` a short, fixed sentence.
-    """
-
+class _RowRemark:
     row: int
     field: str | None
     reason: str
@@ -49,6 +48,20 @@ class FieldError:
         """Render the location as ``instances[3].bill_length_mm``."""
         where = f"{prefix}[{self.row}]"
         return f"{where}.{self.field}" if self.field is not None else where
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError(_RowRemark):
+    """One reason one input row was rejected.
+
+    ``row`` is the 0-based position of the row in its request or chunk, ``field`` the feature
+    name (``None`` when the row as a whole is wrong), ``reason`` a short, fixed sentence.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Note(_RowRemark):
+    """A remark on a row that was scored (a category never seen in training, say)."""
 
 
 class InvalidInput(SklambdaError):
@@ -65,9 +78,17 @@ class NotSupportedError(SklambdaError):
     """The model cannot do what was asked (for example probabilities from a regressor)."""
 
 
-class PackagingError(SklambdaError):
-    """The pipeline or its data cannot be packaged."""
+class FileError(SklambdaError):
+    """A batch file as a whole cannot be scored (empty, not UTF-8, corrupt gzip, bad header...);
+    retrying cannot mend it."""
 
 
-class GateFailed(PackagingError):
-    """A holdout metric missed its threshold; the artifact was not written."""
+class OutOfTime(SklambdaError):
+    """Too little Lambda time is left to finish the file in this invocation."""
+
+    def __init__(self, row: int, seconds_left: float) -> None:
+        super().__init__(
+            f"stopped after row {row}: {seconds_left:.0f} s of Lambda time left, too little to "
+            "finish the file in this invocation"
+        )
+        self.row = row

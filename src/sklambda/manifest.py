@@ -81,7 +81,9 @@ class Gate(_Strict):
     passed: bool
 
 
-class Metrics(_Strict):
+class HoldoutMetrics(_Strict):
+    """Metrics of the model on its holdout split."""
+
     split: str
     rows: int
     values: dict[str, float]
@@ -167,7 +169,7 @@ class Manifest(_Strict):
     data: DataInfo
     features: list[Feature]
     output: Output
-    metrics: Metrics
+    metrics: HoldoutMetrics
     gate: Gate
     baselines: Baselines
     known_faults: list[Fault]

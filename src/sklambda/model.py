@@ -23,13 +23,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from sklambda.errors import (
     IntegrityError,
-    InvalidInput,
     ModelLoadError,
     NotSupportedError,
     RuntimeUnavailableError,
@@ -43,14 +42,12 @@ from sklambda.manifest import (
     read_manifest,
     sha256_bytes,
 )
-from sklambda.schema import Columns, InputSchema, UnknownPolicy, Validated
+from sklambda.schema import Columns, InputSchema
 
-DEFAULT_MODEL_DIR = "/opt/model"
-MODEL_DIR_ENV = "SKLAMBDA_MODEL_DIR"
-RUNTIME_ENV = "SKLAMBDA_RUNTIME"
+if TYPE_CHECKING:
+    from sklambda.settings import Settings
 
 Records = Sequence[Mapping[str, Any]]
-ColumnInput = Mapping[str, Sequence[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,43 +190,29 @@ class Model:
     def classes(self) -> list[Any] | None:
         return self.manifest.output.classes
 
-    def validate(
-        self,
-        data: Records | ColumnInput,
-        *,
-        unknown: UnknownPolicy = "reject",
-        first_row: int = 0,
-    ) -> Validated:
-        """Check rows against the input schema; see ``sklambda.schema.InputSchema.validate``."""
-        if isinstance(data, Mapping):
-            return self.schema.validate_columns(data)
-        return self.schema.validate(data, unknown=unknown, first_row=first_row)
-
     def score_columns(self, columns: Columns, *, probabilities: bool = True) -> Scores:
-        """Score columns that already passed validation."""
+        """Score columns that already passed validation (``sklambda.scoring`` validates)."""
         if len(next(iter(columns.values()), ())) == 0:
             return _empty_scores(self.manifest, probabilities)
         return self.backend.score(columns, probabilities)
 
-    def score(self, data: Records | ColumnInput, *, probabilities: bool = True) -> Scores:
-        """Validate and score; any invalid row raises ``InvalidInput`` naming all reasons."""
-        checked = self.validate(data)
-        if checked.errors:
-            raise InvalidInput(checked.errors)
-        return self.score_columns(checked.columns, probabilities=probabilities)
+    def predict(self, records: Records) -> np.ndarray:
+        """Labels for a classifier, values for a regressor; any invalid row raises
+        ``InvalidInput`` (a convenience over ``sklambda.scoring.predict_all``)."""
+        from sklambda.scoring import predict_all
 
-    def predict(self, data: Records | ColumnInput) -> np.ndarray:
-        """Labels for a classifier, values for a regressor."""
-        scores = self.score(data, probabilities=False)
+        scores = predict_all(self, records).scores
         result = scores.values if scores.labels is None else scores.labels
         assert result is not None
         return result
 
-    def predict_proba(self, data: Records | ColumnInput) -> np.ndarray:
+    def predict_proba(self, records: Records) -> np.ndarray:
         """Class probabilities, columns in the order of ``classes``."""
         if not self.manifest.output.probabilities:
             raise NotSupportedError(f"model {self.name!r} does not give class probabilities")
-        proba = self.score(data).probabilities
+        from sklambda.scoring import predict_all
+
+        proba = predict_all(self, records).scores.probabilities
         assert proba is not None
         return proba
 
@@ -283,8 +266,8 @@ class _Slot:
     error: ModelLoadError | None = None
 
 
-def get_model() -> Model:
-    """The model named by the settings, loaded once per execution environment.
+def get_model(settings: Settings) -> Model:
+    """The model the settings name, loaded once per execution environment.
 
     A load failure is remembered too: the artifact in a layer does not change, so every later
     call raises the same ``ModelLoadError`` at once. ``reset_model()`` forgets both.
@@ -293,9 +276,6 @@ def get_model() -> Model:
         return _Slot.model
     if _Slot.error is not None:
         raise _Slot.error
-    from sklambda.settings import get_settings
-
-    settings = get_settings()
     try:
         _Slot.model = load(settings.model_dir, settings.runtime)
     except ModelLoadError as exc:
@@ -312,15 +292,15 @@ def reset_model() -> None:
     _Slot.error = None
 
 
-def load(path: str | os.PathLike[str] | None = None, runtime: str | None = None) -> Model:
+def load(path: str | os.PathLike[str], runtime: str | None = None) -> Model:
     """Load and verify the model in ``path``.
 
     Parameters
     ----------
     path
-        The artifact directory; default ``$SKLAMBDA_MODEL_DIR`` or ``/opt/model``.
+        The artifact directory.
     runtime
-        ``"onnx"`` or ``"sklearn"``; default ``$SKLAMBDA_RUNTIME``, else the manifest's choice.
+        ``"onnx"`` or ``"sklearn"``; default: the manifest's choice.
 
     Raises
     ------
@@ -328,9 +308,9 @@ def load(path: str | os.PathLike[str] | None = None, runtime: str | None = None)
         Its subclasses say why: manifest invalid, a file tampered with, a library version that
         differs from the one the model was made with, or a runtime the artifact does not have.
     """
-    model_dir = Path(path or os.environ.get(MODEL_DIR_ENV) or DEFAULT_MODEL_DIR)
+    model_dir = Path(path)
     manifest = read_manifest(model_dir)
-    chosen = runtime or os.environ.get(RUNTIME_ENV) or manifest.runtime.serving
+    chosen = runtime or manifest.runtime.serving
     backend: Backend
     if chosen == "onnx":
         info = manifest.runtime.onnx

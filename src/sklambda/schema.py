@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from sklambda.errors import FieldError
+from sklambda.errors import FieldError, FileError, Note
 from sklambda.manifest import Feature
 
 Columns = dict[str, np.ndarray]
@@ -37,7 +37,7 @@ class Validated:
     columns: Columns
     rows: list[int]
     errors: list[FieldError] = field(default_factory=list)
-    notes: list[FieldError] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
 
     @property
     def rejected_rows(self) -> list[int]:
@@ -64,6 +64,15 @@ def describe(value: Any) -> str:
 def _echo(text: str) -> str:
     short = text if len(text) <= _MAX_ECHO else text[: _MAX_ECHO - 1] + "…"
     return repr(short)
+
+
+@dataclass(slots=True)
+class Header:
+    """A checked file header: where each column is, which are ignored and which are copied."""
+
+    positions: dict[str, int]
+    ignored: list[str]
+    passthrough: list[str]
 
 
 class _Checker:
@@ -151,7 +160,7 @@ class InputSchema:
         values: list[list[Any]] = [[] for _ in self._checkers]
         kept: list[int] = []
         errors: list[FieldError] = []
-        notes: list[FieldError] = []
+        notes: list[Note] = []
         for i, record in enumerate(records, start=first_row):
             if not isinstance(record, Mapping):
                 errors.append(FieldError(i, None, f"expected an object, got {describe(record)}"))
@@ -164,7 +173,7 @@ class InputSchema:
                     if key not in self._known
                 )
             row_values: list[Any] = []
-            row_notes: list[FieldError] = []
+            row_notes: list[Note] = []
             for checker in self._checkers:
                 if checker.name not in record:
                     row_errors.append(FieldError(i, checker.name, "missing feature"))
@@ -173,7 +182,7 @@ class InputSchema:
                 if reason is not None:
                     row_errors.append(FieldError(i, checker.name, reason))
                 elif note is not None:
-                    row_notes.append(FieldError(i, checker.name, note))
+                    row_notes.append(Note(i, checker.name, note))
                 row_values.append(clean)
             if row_errors:
                 errors.extend(row_errors)
@@ -248,25 +257,45 @@ class InputSchema:
             for i in np.flatnonzero(mask & keep):
                 _, _, note = checker.check(columns[name][int(i)])
                 if note is not None:
-                    notes.append(FieldError(int(i), name, note))
+                    notes.append(Note(int(i), name, note))
         errors.sort(key=lambda e: e.row)
         notes.sort(key=lambda e: e.row)
         return Validated(
             columns=out, rows=np.flatnonzero(keep).tolist(), errors=errors, notes=notes
         )
 
-    def validate_columns(self, columns: Mapping[str, Sequence[Any]]) -> Validated:
-        """Validate column-oriented input (feature name to a sequence of values)."""
-        if not columns:
-            return self.validate([])
-        names = list(columns)
-        lengths = {len(columns[n]) for n in names}
-        if len(lengths) != 1:
-            raise ValueError("all columns must have the same length")
-        (n,) = lengths
-        lists = [_as_python_list(columns[name]) for name in names]
-        records = (dict(zip(names, row, strict=True)) for row in zip(*lists, strict=True))
-        return self.validate(records) if n else self.validate([])
+    def check_header(
+        self,
+        header: Sequence[str],
+        *,
+        unknown: UnknownPolicy = "reject",
+        passthrough: Sequence[str] = (),
+    ) -> Header:
+        """Check a file's columns against the features: every feature must be there; other
+        columns are refused (``unknown="reject"``) or listed as ignored, except the
+        ``passthrough`` columns that are copied next to the predictions.
+
+        Raises
+        ------
+        FileError
+            Naming the missing (or, when rejected, the unknown) columns.
+        """
+        present = set(header)
+        missing = [n for n in self.names if n not in present]
+        if missing:
+            raise FileError(f"missing required columns {missing}")
+        absent = [p for p in passthrough if p not in present]
+        if absent:
+            raise FileError(f"missing the columns {absent} that are copied to the predictions")
+        copied = set(passthrough)
+        extra = [h for h in header if h not in self._known and h not in copied]
+        if extra and unknown == "reject":
+            raise FileError(f"unknown columns {extra}")
+        return Header(
+            positions={h: i for i, h in enumerate(header)},
+            ignored=extra,
+            passthrough=list(passthrough),
+        )
 
 
 _BOOLEANS = {
@@ -309,15 +338,6 @@ def _parse_numbers(cells: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray, 
             except ValueError:
                 unparsable[i] = True
         return values, unparsable
-
-
-def _as_python_list(values: Sequence[Any]) -> list[Any]:
-    if isinstance(values, np.ndarray):
-        out = values.tolist()
-        if values.dtype.kind == "f":
-            return [None if v != v else v for v in out]
-        return list(out)
-    return [None if isinstance(v, float) and v != v else v for v in values]
 
 
 def _to_array(feature: Feature, values: list[Any]) -> np.ndarray:

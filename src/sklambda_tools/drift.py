@@ -16,33 +16,32 @@ from typing import Any
 
 import numpy as np
 
-from sklambda.batchio import FileError, read_csv
+from sklambda.batchio import read_csv
+from sklambda.drift import MIN_ROWS, PREDICTION, PSI_THRESHOLD, count, drift_counter
+from sklambda.errors import FileError
 from sklambda.model import Model, load
-from sklambda.monitor import MIN_ROWS, PREDICTION, PSI_THRESHOLD, count, drift_counter
+from sklambda.scoring import score_text
 
 
 def file_drift(
     model: Model, path: Path, *, threshold: float = PSI_THRESHOLD, min_rows: int = MIN_ROWS
 ) -> dict[str, Any]:
+    """Drift of a CSV file's rows, read, validated and scored as the batch job does."""
     counter = drift_counter(model.manifest.baselines)
     opener = gzip.open if path.suffix == ".gz" else open
     invalid = 0
     with opener(path, "rt", encoding="utf-8-sig", newline="") as text:
-        header, chunks = read_csv(text, 10_000)
-        missing = [n for n in model.schema.names if n not in header]
-        if missing:
-            raise FileError(f"missing required columns {missing}")
-        layout = {h: i for i, h in enumerate(header)}
+        names, chunks = read_csv(text, 10_000)
+        header = model.schema.check_header(names, unknown="ignore")
         for chunk in chunks:
             invalid += len(chunk.broken)
             n = len(chunk.numbers)
             if not n:
                 continue
-            checked = model.schema.validate_text(
-                {name: chunk.columns[layout[name]] for name in model.schema.names}, n
-            )
-            invalid += len(checked.rejected_rows)
-            count(counter, model, checked.columns, model.score_columns(checked.columns))
+            cells = {name: chunk.columns[header.positions[name]] for name in model.schema.names}
+            scored = score_text(model, cells, n)
+            invalid += len(scored.rejected_rows)
+            count(counter, scored)
     report = counter.report(threshold=threshold, min_rows=min_rows)
     report["rows_invalid"] = invalid
     report["model"] = {"name": model.name, "version": model.version}

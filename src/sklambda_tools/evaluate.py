@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from sklambda.errors import GateFailed, PackagingError
-from sklambda.manifest import Fault, Feature, Gate, GateCheck, Metrics
+from sklambda.manifest import Fault, Feature, Gate, GateCheck, HoldoutMetrics
+from sklambda_tools.errors import GateFailed, PackagingError
 
 CLASSIFICATION_METRICS = ("accuracy", "macro_f1", "min_class_recall", "log_loss")
 REGRESSION_METRICS = ("mae", "rmse", "r2")
@@ -29,7 +29,7 @@ def holdout_metrics(
     proba: np.ndarray | None,
     classes: Sequence[Any] | None,
     split: str = "test",
-) -> Metrics:
+) -> HoldoutMetrics:
     """Metrics of one holdout split: accuracy, macro F1, per-class recall and log loss for
     classifiers (log loss only with probabilities); MAE, RMSE and R² for regressors."""
     if task == "regression":
@@ -40,7 +40,7 @@ def holdout_metrics(
             "rmse": float(math.sqrt(skm.mean_squared_error(y, p))),
             "r2": float(skm.r2_score(y, p)),
         }
-        return Metrics(split=split, rows=len(y), values=_rounded(values))
+        return HoldoutMetrics(split=split, rows=len(y), values=_rounded(values))
     labels = list(classes or [])
     recall = skm.recall_score(y_true, predicted, labels=labels, average=None, zero_division=0)
     per_class = {str(c): float(r) for c, r in zip(labels, recall, strict=True)}
@@ -53,7 +53,7 @@ def holdout_metrics(
     }
     if proba is not None:
         values["log_loss"] = float(skm.log_loss(y_true, proba, labels=labels))
-    return Metrics(
+    return HoldoutMetrics(
         split=split, rows=len(y_true), values=_rounded(values), per_class_recall=_rounded(per_class)
     )
 
@@ -92,7 +92,7 @@ def default_gate(task: str, y_true: np.ndarray) -> Thresholds:
     return {"accuracy": ("min", round(float(counts.max() / counts.sum()), 6))}
 
 
-def check_gate(metrics: Metrics, thresholds: Thresholds, source: str, task: str) -> Gate:
+def check_gate(metrics: HoldoutMetrics, thresholds: Thresholds, source: str, task: str) -> Gate:
     """Compare metrics with thresholds. Raises ``GateFailed`` naming every miss."""
     known = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
     checks: list[GateCheck] = []

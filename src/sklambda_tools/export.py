@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from sklambda.errors import PackagingError
 from sklambda.manifest import ONNX_FILE, Feature, OnnxInfo, Output, Parity
 from sklambda.model import OnnxBackend, Scores, SklearnBackend
 from sklambda.schema import InputSchema
+from sklambda_tools.errors import PackagingError
 
 TOLERANCE = 1e-5
 OPSET = {"": 21, "ai.onnx.ml": 3}

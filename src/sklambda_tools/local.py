@@ -46,13 +46,9 @@ def load_handler(path: str | Path, name: str | None = None) -> ModuleType:
     Each call executes the module afresh as a new execution environment: the cached settings
     and model are forgotten first, so they are read and loaded again.
     """
-    from sklambda.model import reset_model
-    from sklambda.settings import get_settings
-
-    # A new execution environment: settings read again, the model loaded again, loggers anew.
-    reset_model()
-    get_settings.cache_clear()
-    forget_powertools_loggers()
+    # A new execution environment: settings read again, the model loaded again, new clients,
+    # loggers anew.
+    new_execution_environment()
     file = Path(path)
     spec = importlib.util.spec_from_file_location(name or f"{file.parent.name}_app", file)
     if spec is None or spec.loader is None:
@@ -60,6 +56,18 @@ def load_handler(path: str | Path, name: str | None = None) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def new_execution_environment() -> None:
+    """Forget what an execution environment keeps: settings, the model, AWS clients, loggers."""
+    from sklambda.aws import reset_clients
+    from sklambda.model import reset_model
+    from sklambda.settings import reset_settings
+
+    reset_model()
+    reset_settings()
+    reset_clients()
+    forget_powertools_loggers()
 
 
 def forget_powertools_loggers() -> None:

@@ -30,8 +30,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 from sklearn.utils.validation import check_is_fitted
 
-from sklambda import monitor
-from sklambda.errors import GateFailed, PackagingError
+from sklambda import drift
 from sklambda.manifest import (
     CARD_FILE,
     JOBLIB_FILE,
@@ -53,6 +52,7 @@ from sklambda.model import SklearnBackend
 from sklambda.schema import InputSchema
 from sklambda_tools import evaluate, export
 from sklambda_tools.card import render_card
+from sklambda_tools.errors import GateFailed, PackagingError
 
 RuntimeChoice = Literal["auto", "onnx", "sklearn"]
 LIBRARIES = (
@@ -356,9 +356,9 @@ def _baselines(
         col = frame[f.name]
         if f.kind == "categorical" or f.kind == "boolean":
             values = [None if pd.isna(v) else str(v) for v in col.to_numpy(dtype=object)]
-            per_feature[f.name] = monitor.categorical_baseline(values)
+            per_feature[f.name] = drift.categorical_baseline(values)
         else:
-            per_feature[f.name] = monitor.numeric_baseline(
+            per_feature[f.name] = drift.numeric_baseline(
                 col.to_numpy(dtype=np.float64, na_value=np.nan)
             )
     scores = SklearnBackend(pipeline, output).score(
@@ -367,10 +367,10 @@ def _baselines(
     )
     if output.task == "regression":
         assert scores.values is not None
-        prediction: Any = monitor.numeric_baseline(scores.values)
+        prediction: Any = drift.numeric_baseline(scores.values)
     else:
         assert scores.labels is not None
-        prediction = monitor.categorical_baseline(str(v) for v in scores.labels)
+        prediction = drift.categorical_baseline(str(v) for v in scores.labels)
     return Baselines(
         source=source,
         rows=len(frame),

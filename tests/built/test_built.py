@@ -22,18 +22,17 @@ from urllib.parse import unquote_plus
 
 import pytest
 
-from sklambda.model import reset_model
-from sklambda.settings import get_settings
 from sklambda_tools.local import (
     LambdaContext,
     TemplateResolver,
     invoke_built,
     load_handler,
     load_template,
+    new_execution_environment,
 )
 
-REPO = Path(__file__).resolve().parents[2]
-EVENTS = REPO / "events"
+from support import EVENTS, REPO
+
 API_EVENTS = sorted(p.name for p in EVENTS.glob("*.json") if not p.name.startswith("s3-"))
 S3_EVENTS = sorted(p.name for p in EVENTS.glob("s3-*.json"))
 # What the Lambda Python runtime itself provides, next to the function and its layers.
@@ -96,8 +95,7 @@ def in_process(
     finally:
         module.metrics.clear_metrics()
         module.metrics.clear_default_dimensions()
-        reset_model()
-        get_settings.cache_clear()
+        new_execution_environment()
 
 
 def body_of(response: dict[str, Any]) -> Any:

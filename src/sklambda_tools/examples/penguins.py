@@ -24,8 +24,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from sklambda.errors import PackagingError
 from sklambda_tools import evaluate
+from sklambda_tools.errors import PackagingError
 from sklambda_tools.package import Packaged, build, summary
 
 SEED = 20240607

@@ -13,16 +13,16 @@ from typing import Any
 import pytest
 import requests
 
-from sklambda.model import reset_model
-from sklambda.settings import get_settings
-from sklambda_tools.local import LambdaContext, invoke_function, load_handler
+from sklambda_tools.local import (
+    LambdaContext,
+    invoke_function,
+    load_handler,
+    new_execution_environment,
+)
 from sklambda_tools.localapi import LocalApi, Server
 
-from support import EXPECTED_STATUS
+from support import EVENTS, EXPECTED_STATUS, PENGUINS_DIR, REPO
 
-REPO = Path(__file__).resolve().parents[1]
-PENGUINS_DIR = REPO / "models" / "penguins"
-EVENTS = REPO / "events"
 BIRD = json.loads((EVENTS / "predict-single.json").read_text())["body"]
 
 
@@ -32,8 +32,7 @@ def restore_env() -> Iterator[None]:
     yield
     os.environ.clear()
     os.environ.update(saved)
-    reset_model()
-    get_settings.cache_clear()
+    new_execution_environment()
 
 
 @pytest.fixture

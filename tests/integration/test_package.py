@@ -16,9 +16,11 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from sklambda.errors import GateFailed, NotSupportedError, PackagingError
+from sklambda.errors import NotSupportedError
 from sklambda.manifest import read_manifest
 from sklambda.model import load
+from sklambda.scoring import predict_all
+from sklambda_tools.errors import GateFailed, PackagingError
 from sklambda_tools.evaluate import read_gate
 from sklambda_tools.package import Packaged, build, main
 
@@ -58,8 +60,8 @@ def test_both_runtimes_give_the_same_answers(
     to_records: Callable[..., Any],
 ) -> None:
     rows = to_records(holdout_frame)
-    onnx = load(packaged[name].path, runtime="onnx").score(rows)
-    sk = load(packaged[name].path, runtime="sklearn").score(rows)
+    onnx = predict_all(load(packaged[name].path, runtime="onnx"), rows).scores
+    sk = predict_all(load(packaged[name].path, runtime="sklearn"), rows).scores
     if onnx.values is not None:
         np.testing.assert_allclose(onnx.values, sk.values, rtol=1e-5)
     else:
@@ -246,7 +248,7 @@ def test_an_unseen_category_is_rejected_when_the_pipeline_would_fail(
     assert city.unseen == "reject"
     # When a request brings a city never seen in training
     model = load(result.path)
-    checked = model.validate([{"age": 30, "income": 40.0, "city": "west", "member": False}])
+    checked = model.schema.validate([{"age": 30, "income": 40.0, "city": "west", "member": False}])
     # Then it is rejected with the allowed values, instead of failing inside the pipeline
     assert [e.reason for e in checked.errors] == [
         "unknown category 'west'; expected one of ['east', 'north', 'south']"
@@ -257,7 +259,7 @@ def test_an_unseen_category_is_scored_when_the_pipeline_handles_it(
     packaged: dict[str, Packaged],
 ) -> None:
     model = load(packaged["binary"].path)
-    checked = model.validate([{"age": 30, "income": 40.0, "city": "west", "member": False}])
+    checked = model.schema.validate([{"age": 30, "income": 40.0, "city": "west", "member": False}])
     assert checked.errors == [] and len(checked.notes) == 1
     assert "not seen in training" in checked.notes[0].reason
     assert model.predict([{"age": 30, "income": 40.0, "city": "west", "member": False}]).shape == (

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sklambda.errors import FileError
 from sklambda.manifest import Feature
 from sklambda.schema import InputSchema, _cell_value
 
@@ -130,25 +131,16 @@ def test_long_values_are_cut_in_messages(schema: InputSchema) -> None:
     assert len(reason) < 120 and "…" in reason
 
 
-def test_columns_and_records_give_the_same_result(schema: InputSchema) -> None:
-    rows = [GOOD, {**GOOD, "n": 9.0, "m": 2.0, "c": None}]
-    by_columns = schema.validate_columns({k: [r[k] for r in rows] for k in GOOD})
-    by_records = schema.validate(rows)
-    assert by_columns.rows == by_records.rows
-    for name in GOOD:
-        np.testing.assert_array_equal(by_columns.columns[name], by_records.columns[name])
-
-
-def test_numpy_columns_with_nan_are_missing_values(schema: InputSchema) -> None:
-    cols = {k: [v] for k, v in GOOD.items()}
-    cols["m"] = np.array([np.nan])
-    result = schema.validate_columns(cols)
-    assert result.errors == [] and math.isnan(result.columns["m"][0])
-
-
-def test_columns_of_unequal_length_are_refused(schema: InputSchema) -> None:
-    with pytest.raises(ValueError, match="same length"):
-        schema.validate_columns({"n": [1.0], "m": [1.0, 2.0]})
+def test_a_header_needs_every_feature_and_lists_what_it_ignores(schema: InputSchema) -> None:
+    header = schema.check_header(["id", *GOOD, "date"], unknown="ignore", passthrough=["id"])
+    assert header.ignored == ["date"] and header.passthrough == ["id"]
+    assert header.positions["id"] == 0
+    with pytest.raises(FileError, match=r"unknown columns \['date'\]"):
+        schema.check_header([*GOOD, "date"])
+    with pytest.raises(FileError, match=r"missing required columns \['n'\]"):
+        schema.check_header([k for k in GOOD if k != "n"], unknown="ignore")
+    with pytest.raises(FileError, match="copied to the predictions"):
+        schema.check_header(list(GOOD), passthrough=["id"])
 
 
 def test_no_rows_give_empty_typed_columns(schema: InputSchema) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from sklambda.batch import INCOMING, output_keys
 from sklambda_tools.local import load_template
 
-REPO = Path(__file__).resolve().parents[1]
+from support import REPO
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +74,7 @@ def test_batch_triggers_watch_incoming_for_the_four_formats(template: dict[str, 
 
 def test_outputs_go_where_the_trigger_cannot_see(template: dict[str, Any]) -> None:
     keys = output_keys("incoming/a/b.csv")
-    for key in (keys.predictions, keys.errors, keys.manifest):
+    for key in (keys.predictions, keys.errors, keys.record):
         assert not key.startswith(INCOMING)
     statements = template["Resources"]["BatchFunction"]["Properties"]["Policies"][0]["Statement"]
     by_sid = {s["Sid"]: s for s in statements}
@@ -126,22 +125,40 @@ def test_log_groups_have_a_retention(template: dict[str, Any]) -> None:
         assert fn["Properties"]["LoggingConfig"]["LogGroup"]["Ref"] in groups
 
 
-def test_settings_the_template_passes_exist(template: dict[str, Any]) -> None:
-    from sklambda.settings import PREFIX, Settings
+def test_each_function_gets_the_settings_it_reads(template: dict[str, Any]) -> None:
+    from sklambda.settings import (
+        PREFIX,
+        BatchSettings,
+        DriftSettings,
+        PredictSettings,
+        read_settings,
+        variable,
+    )
+    from sklambda_tools.local import TemplateResolver
 
-    for fn in resources(template, "AWS::Serverless::Function").values():
-        for name in fn["Properties"]["Environment"]["Variables"]:
-            if name.startswith(PREFIX):
-                assert name[len(PREFIX) :].lower() in Settings.model_fields, name
+    kinds = {
+        "PredictFunction": PredictSettings,
+        "BatchFunction": BatchSettings,
+        "DriftFunction": DriftSettings,
+    }
+    assert set(kinds) == set(resources(template, "AWS::Serverless::Function"))
+    resolver = TemplateResolver(template)
+    for function, kind in kinds.items():
+        env = {k: v for k, v in resolver.function_environment(function).items() if v}
+        known = {variable(name) for name in kind.model_fields}
+        assert {n for n in env if n.startswith(PREFIX)} <= known, function
+        required = {variable(n) for n, f in kind.model_fields.items() if f.is_required()}
+        assert required <= set(env), function
+        read_settings(kind, env)  # and what it gets is valid
 
 
 # --- monitoring: alarms and the dashboard speak the metrics vocabulary --------------------------
 
 
 def custom_metric_names() -> set[str]:
-    from sklambda.monitor import Metric
+    from sklambda.metrics import MetricName
 
-    return {v for k, v in vars(Metric).items() if k.isupper()}
+    return {v for k, v in vars(MetricName).items() if k.isupper()}
 
 
 def test_every_alarm_notifies_the_topic(template: dict[str, Any]) -> None:
@@ -182,7 +199,7 @@ def test_the_alarms_cover_what_the_issue_asks(template: dict[str, Any]) -> None:
 def test_custom_metric_alarms_use_names_and_dimensions_the_code_emits(
     template: dict[str, Any],
 ) -> None:
-    from sklambda.monitor import Dimension
+    from sklambda.metrics import Dimension
 
     for alarm in resources(template, "AWS::CloudWatch::Alarm").values():
         props = alarm["Properties"]

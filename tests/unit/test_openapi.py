@@ -2,33 +2,33 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from sklambda.contracts import ROUTES
 from sklambda.manifest import read_manifest
+from sklambda_tools.openapi import document, render
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def openapi_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("openapi_script", REPO / "scripts" / "openapi.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from support import PENGUINS_DIR, REPO
 
 
-def test_the_committed_document_is_current(
-    openapi_script: ModuleType, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("SKLAMBDA_MODEL_DIR", "unused")  # the script sets it; restored afterwards
-    generated = openapi_script.render(openapi_script.openapi_document(REPO / "models" / "penguins"))
+def test_the_committed_document_is_current() -> None:
+    generated = render(document(read_manifest(PENGUINS_DIR)))
     assert generated == (REPO / "docs" / "openapi.json").read_text(), "run `make openapi`"
+
+
+def test_the_handler_serves_the_documented_routes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The handler's route table, the contract's route list and the template's paths agree.
+    from sklambda_tools.local import load_handler, load_template
+
+    monkeypatch.setenv("SKLAMBDA_MODEL_DIR", str(PENGUINS_DIR))
+    served = set(load_handler(REPO / "functions" / "predict" / "app.py").ROUTES)
+    documented = {(r.method, r.path) for r in ROUTES}
+    template = load_template(REPO / "template.yaml")
+    paths = template["Resources"]["PredictApi"]["Properties"]["DefinitionBody"]["paths"]
+    routed = {(method.upper(), path) for path, ops in paths.items() for method in ops}
+    assert served == documented == routed
 
 
 def test_the_request_schema_comes_from_the_manifest() -> None:

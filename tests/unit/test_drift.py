@@ -1,4 +1,4 @@
-"""Drift baselines: quantile bins, frequencies and missing rates."""
+"""Drift: baselines (quantile bins, frequencies, missing rates), counting, PSI, the command."""
 
 from __future__ import annotations
 
@@ -7,14 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sklambda.manifest import CategoricalBaseline
-from sklambda.monitor import (
+from sklambda.drift import (
     DriftCounter,
     categorical_baseline,
     numeric_baseline,
     numeric_bins,
     psi,
 )
+from sklambda.manifest import CategoricalBaseline
+
+from support import REPO
 
 
 def test_quantile_bins_hold_about_equal_shares() -> None:
@@ -55,26 +57,8 @@ def test_an_all_missing_column_has_no_bins() -> None:
     assert baseline.edges == [] and baseline.missing_rate == 1.0
 
 
-def test_class_counts_are_one_emf_record_per_class() -> None:
-    import json
-
-    from sklambda.monitor import class_count_records
-
-    lines = class_count_records("ns", {"ModelName": "m", "ModelVersion": "1"}, {"a": 2, "b": 1})
-    records = [json.loads(line) for line in lines]
-    assert [(r["Class"], r["PredictedClass"]) for r in records] == [("a", 2), ("b", 1)]
-    directive = records[0]["_aws"]["CloudWatchMetrics"][0]
-    assert directive == {
-        "Namespace": "ns",
-        "Dimensions": [["ModelName", "ModelVersion", "Class"]],
-        "Metrics": [{"Name": "PredictedClass", "Unit": "Count"}],
-    }
-    assert all(records[0][d] for d in directive["Dimensions"][0])
-
-
 # --- drift -------------------------------------------------------------------------------------
 
-REPO = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(7)
 TRAIN = RNG.normal(50, 10, 20_000)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sklambda_tools.local import load_template
 
-REPO = Path(__file__).resolve().parents[1]
+from support import REPO
 
 
 def make_vars(path: Path) -> dict[str, str]:

@@ -41,16 +41,6 @@ def test_the_penguins_artifact_loads_with_its_serving_runtime(penguins_copy: Pat
     assert model.predict([ROW]).tolist() == ["Gentoo"]
 
 
-@pytest.mark.parametrize("runtime", ["onnx", "sklearn"])
-def test_records_and_columns_give_the_same_answer(penguins_copy: Path, runtime: str) -> None:
-    model = load(penguins_copy, runtime=runtime)
-    rows = [ROW, {**ROW, "island": "Dream", "bill_length_mm": None, "sex": None}]
-    columns = {k: [r[k] for r in rows] for k in ROW}
-    np.testing.assert_array_equal(model.predict(rows), model.predict(columns))
-    np.testing.assert_allclose(model.predict_proba(rows), model.predict_proba(columns))
-    assert np.allclose(model.predict_proba(rows).sum(axis=1), 1.0)
-
-
 def test_both_runtimes_agree_on_the_penguins_model(penguins_copy: Path) -> None:
     rows = [ROW, {**ROW, "island": "Torgersen", "bill_depth_mm": 19.0, "sex": None}]
     onnx, sk = load(penguins_copy, runtime="onnx"), load(penguins_copy, runtime="sklearn")
@@ -126,15 +116,6 @@ def test_a_directory_without_manifest_is_refused(tmp_path: Path) -> None:
 def test_an_unknown_runtime_is_refused(penguins_copy: Path) -> None:
     with pytest.raises(RuntimeUnavailableError, match="unknown runtime 'tensorflow'"):
         load(penguins_copy, runtime="tensorflow")
-
-
-def test_the_environment_chooses_directory_and_runtime(
-    penguins_copy: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("SKLAMBDA_MODEL_DIR", str(penguins_copy))
-    monkeypatch.setenv("SKLAMBDA_RUNTIME", "sklearn")
-    model = load()
-    assert model.path == penguins_copy and model.runtime == "sklearn"
 
 
 def test_the_onnx_runtime_needs_no_sklearn_scipy_or_pandas(penguins_copy: Path) -> None:

@@ -13,19 +13,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from aws_lambda_powertools import Metrics
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sklambda.model import load, reset_model
-from sklambda.settings import get_settings
-from sklambda_tools.local import LambdaContext, load_handler
+from sklambda.model import load
+from sklambda_tools.local import LambdaContext, load_handler, new_execution_environment
 
-from support import BIRD, EXPECTED_STATUS, event
+from support import BIRD, EVENTS, EXPECTED_STATUS, PENGUINS_DIR, REPO, event
 
-REPO = Path(__file__).resolve().parents[1]
-PENGUINS_DIR = REPO / "models" / "penguins"
-EVENTS = REPO / "events"
 HANDLER = REPO / "functions" / "predict" / "app.py"
 
 
@@ -62,20 +57,13 @@ def make_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., ModuleTy
         monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "sklambda-test")
         for key, value in env.items():
             monkeypatch.setenv(key, value)
-        shared = Metrics()  # Powertools metrics share their state across instances
-        shared.clear_metrics()
-        shared.clear_default_dimensions()
         module = load_handler(HANDLER)
         module.logger.logger_handler.setStream(_CurrentStdout())
         loaded.append(module)
         return module
 
     yield make
-    for module in loaded:
-        module.metrics.clear_metrics()
-        module.metrics.clear_default_dimensions()
-    reset_model()
-    get_settings.cache_clear()
+    new_execution_environment()
 
 
 @pytest.fixture

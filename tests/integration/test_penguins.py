@@ -17,8 +17,8 @@ from sklambda_tools.evaluate import read_gate
 from sklambda_tools.examples import penguins
 from sklambda_tools.package import build, frame_to_records
 
-REPO = Path(__file__).resolve().parents[1]
-PENGUINS_DIR = REPO / "models" / "penguins"
+from support import PENGUINS_DIR, REPO
+
 STALE = "models/penguins is stale: run `make model` and commit the result"
 
 
