@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from drain import drain_pipe
+
 from sklambda_tools.local import TemplateResolver, built_function_command, load_template
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,13 +65,15 @@ def variant_build(build: Path, work: Path, runtime: str, bytecode: bool) -> Path
     return out
 
 
-def first_answer(command: list[str], env: dict[str, str], event: str) -> float:
+def first_answer(command: list[str], env: dict[str, str], event: str, stderr: int) -> float:
+    """Seconds from spawn to the answer line. The function's stdout (its logs and metrics, then
+    the answer) is a pipe this process reads; ``stderr`` is a pipe another process drains."""
     started = time.perf_counter()
     proc = subprocess.Popen(
         command,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
         env=env,
         text=True,
     )
@@ -109,9 +113,10 @@ def main() -> int:
             )
     print(f"cold start: {args.runs} fresh interpreters per case, interleaved", flush=True)
     times: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(args.runs):
-        for name, (command, env) in cases.items():
-            times[name].append(first_answer(command, env, event))
+    with drain_pipe() as stderr:
+        for _ in range(args.runs):
+            for name, (command, env) in cases.items():
+                times[name].append(first_answer(command, env, event, stderr))
     results: dict[str, Any] = {name: statistics.median(v) for name, v in times.items()}
     print("\n| Runtime layer, bytecode | Fresh interpreter to first answer (median) |")
     print("|---|---|")

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gzip
 import json
 import os
@@ -23,6 +22,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from drain import drained_stdout
 
 from sklambda_tools.localbatch import moto_server_process
 
@@ -49,7 +50,8 @@ def capture_overhead(runs: int) -> dict[str, float]:
     )
     event = json.loads((ROOT / "events" / "predict-single.json").read_text())
     results: dict[str, list[float]] = {}
-    with mock_aws(), open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+    # the handlers' logs and metrics go into a pipe that another process drains, as on Lambda
+    with mock_aws(), drained_stdout():
         boto3.client("s3").create_bucket(Bucket=BUCKET)
         boto3.client("firehose").create_delivery_stream(
             DeliveryStreamName="capture",

@@ -11,7 +11,6 @@ the figures to read, not single numbers.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
 import logging
@@ -20,11 +19,12 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from drain import drain_pipe, drained_stdout
 
 from sklambda_tools.examples import penguins
 from sklambda_tools.local import LambdaContext, load_handler
@@ -77,14 +77,15 @@ sys.stdout.flush()
 """
 
 
-def cold_start(path: Path, env: dict[str, str], event: dict[str, Any]) -> float:
-    """Seconds from spawning a fresh interpreter to its first answer."""
+def cold_start(path: Path, env: dict[str, str], event: dict[str, Any], stderr: int) -> float:
+    """Seconds from spawning a fresh interpreter to its first answer. Its stdout (the handler's
+    logs and metrics, then the answer) is a pipe this process reads; ``stderr`` a drained pipe."""
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-c", COLD_SCRIPT, str(path)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
         env={**os.environ, **BASE_ENV, **env},
         text=True,
     )
@@ -101,16 +102,9 @@ def cold_start(path: Path, env: dict[str, str], event: dict[str, Any]) -> float:
     raise RuntimeError(f"{path} gave no answer")
 
 
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Send the handlers' logs and metrics to /dev/null, as Lambda sends them to a pipe."""
-    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
-        yield
-
-
 def warm_handler(path: Path, env: dict[str, str]) -> Callable[[dict[str, Any]], Any]:
     os.environ.update({**BASE_ENV, **env})
-    with quiet():
+    with drained_stdout():
         module = load_handler(path, name=f"bench_{len(env)}_{path.stem}")
     context = LambdaContext(function_name="predict")
     return lambda event: module.lambda_handler(event, context)
@@ -118,7 +112,7 @@ def warm_handler(path: Path, env: dict[str, str]) -> Callable[[dict[str, Any]], 
 
 def latencies(call: Callable[[dict[str, Any]], Any], event: dict[str, Any], n: int) -> list[float]:
     out = []
-    with quiet():
+    with drained_stdout():
         for _ in range(min(50, n)):
             call(event)  # warm caches, allocators, branch predictors
         for _ in range(n):
@@ -141,7 +135,7 @@ def serve_overhead(event: dict[str, Any], runs: int) -> dict[str, float]:
     direct = warm_handler(*HANDLERS["sklambda onnx"])
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     http, plain = [], []
-    with Server(app, port=0) as server, requests.Session() as session, quiet():
+    with Server(app, port=0) as server, requests.Session() as session, drained_stdout():
         url = server.url + "/predict"
         headers = {"Content-Type": "application/json"}
         for _ in range(50):
@@ -178,9 +172,10 @@ def main() -> int:
 
     print(f"cold start: {args.cold_runs} fresh interpreters per handler, interleaved", flush=True)
     cold: dict[str, list[float]] = {name: [] for name in HANDLERS}
-    for _ in range(args.cold_runs):
-        for name, (path, env) in HANDLERS.items():
-            cold[name].append(cold_start(path, env, events[1]))
+    with drain_pipe() as stderr:
+        for _ in range(args.cold_runs):
+            for name, (path, env) in HANDLERS.items():
+                cold[name].append(cold_start(path, env, events[1], stderr))
     for name, values in cold.items():
         results["cold_start_s"][name] = statistics.median(values)
 

@@ -187,15 +187,33 @@ class TemplateResolver:
         }
         return {k: str(self.resolve(v)) for k, v in merged.items()}
 
+    def function_property(self, logical_id: str, name: str, default: Any = None) -> Any:
+        """A function's property as SAM gives it: its own, else the one in ``Globals``; lists
+        are the Globals' items then the function's, maps are merged (the function's win)."""
+        globals_ = self.template.get("Globals", {}).get("Function", {})
+        props = self.template["Resources"][logical_id]["Properties"]
+        shared, own = globals_.get(name), props.get(name)
+        if isinstance(shared, list) and isinstance(own, list):
+            return self.resolve([*shared, *own])
+        if isinstance(shared, dict) and isinstance(own, dict):
+            return self.resolve({**shared, **own})
+        value = own if own is not None else shared
+        return default if value is None else self.resolve(value)
+
     def function_layers(self, logical_id: str) -> list[str]:
         """The logical ids of the function's layers, in order."""
-        props = self.template["Resources"][logical_id]["Properties"]
-        return [str(self.resolve(layer)) for layer in props.get("Layers", [])]
+        return [str(layer) for layer in self.function_property(logical_id, "Layers", [])]
 
     def function_handler(self, logical_id: str) -> tuple[str, str]:
         """``(CodeUri, Handler)`` of a function."""
-        props = self.template["Resources"][logical_id]["Properties"]
-        return str(props["CodeUri"]), str(props["Handler"])
+        return (
+            str(self.function_property(logical_id, "CodeUri")),
+            str(self.function_property(logical_id, "Handler")),
+        )
+
+    def function_timeout(self, logical_id: str) -> float:
+        """Seconds the function may run (Lambda's default is 3)."""
+        return float(self.function_property(logical_id, "Timeout", 3))
 
 
 _RESULT_MARK = "@@sklambda-result@@ "
@@ -339,10 +357,7 @@ def invoke_function(
             os.environ[name] = value
         else:
             os.environ.pop(name, None)
-    props = template["Resources"][function]["Properties"]
-    timeout = float(
-        resolver.resolve(props.get("Timeout", template["Globals"]["Function"].get("Timeout", 3)))
-    )
+    timeout = resolver.function_timeout(function)
     module_name, function_name = handler.rsplit(".", 1)
     module = load_handler(root / code_uri / f"{module_name}.py")
     context = LambdaContext(function_name=function, timeout_seconds=timeout)

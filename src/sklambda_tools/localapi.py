@@ -98,13 +98,7 @@ class LocalApi:
             source = root / code_uri / f"{handler.split('.')[0]}.py"
             env = self.resolver.function_environment(route.function)
             env["SKLAMBDA_MODEL_DIR"] = str(model_dir)
-            timeout = float(
-                self.resolver.resolve(
-                    self.template["Resources"][route.function]["Properties"].get(
-                        "Timeout", self.template["Globals"]["Function"].get("Timeout", 3)
-                    )
-                )
-            )
+            timeout = self.resolver.function_timeout(route.function)
             self.functions[route.function] = Function(source, [source, *package], env, timeout)
 
     # --- HTTP to event and back -----------------------------------------------------------

@@ -33,7 +33,7 @@ from sklambda_tools.local import (
 
 from support import EVENTS, REPO
 
-API_EVENTS = sorted(p.name for p in EVENTS.glob("*.json") if not p.name.startswith("s3-"))
+API_EVENTS = sorted(p.name for p in EVENTS.glob("*.json") if "httpMethod" in p.read_text())
 S3_EVENTS = sorted(p.name for p in EVENTS.glob("s3-*.json"))
 # What the Lambda Python runtime itself provides, next to the function and its layers.
 RUNTIME_PROVIDED = ["boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six"]

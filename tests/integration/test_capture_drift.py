@@ -170,12 +170,21 @@ def put_capture(s3: Any, prefix: str, rows: list[dict[str, Any]], per_request: i
 
 
 def drift_event(when: datetime) -> dict[str, Any]:
-    return {
-        "source": "aws.events",
-        "detail-type": "Scheduled Event",
-        "time": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "detail": {},
-    }
+    """events/drift-schedule.json, as EventBridge would send it at ``when``."""
+    return {**event("drift-schedule.json"), "time": when.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def test_the_schedule_event_runs_the_drift_job(
+    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the scheduled event as it is in events/ (an hour with nothing captured)
+    app = function("drift", monkeypatch, SKLAMBDA_DATA_BUCKET=BUCKET)
+    # When the job runs on it
+    summary = app.lambda_handler(event("drift-schedule.json"), LambdaContext(function_name="drift"))
+    # Then it writes the window's report, named by the event's date
+    assert summary["report"] == "monitoring/drift/2026-11-22.json"
+    assert summary["status"] == "not enough data"
+    aws["s3"].head_object(Bucket=BUCKET, Key=summary["report"])
 
 
 def metric(output: str, name: str, dims: dict[str, str], at: datetime) -> list[float]:
