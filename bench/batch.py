@@ -128,6 +128,15 @@ def main() -> int:
             aws_secret_access_key="bench",
         )
         s3.create_bucket(Bucket=BUCKET)
+        # the batch function's settings require its dead-letter queue (used only on failure)
+        sqs = boto3.client(
+            "sqs",
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            region_name=REGION,
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+        )
+        env["SKLAMBDA_DEAD_LETTER_QUEUE_URL"] = sqs.create_queue(QueueName="bench-dlq")["QueueUrl"]
         work = ROOT / "out" / "bench"
         work.mkdir(parents=True, exist_ok=True)
         results: dict[str, Any] = {}

@@ -21,7 +21,6 @@ import io
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -253,6 +252,8 @@ def verify_artifacts(model_dir: Path, manifest: Manifest, required: str) -> dict
 
 
 def _installed_version(dist: str) -> str | None:
+    from importlib import metadata  # 30 ms of import: only the sklearn runtime pays for it
+
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
