@@ -173,7 +173,7 @@ def health(event: dict[str, Any], metrics: MetricSet) -> tuple[int, str]:
 
 
 Route = Callable[[dict[str, Any], MetricSet], tuple[int, str]]
-# The routes; sklambda.contracts documents the same ones (a test checks), template.yaml names them.
+# The routes; sklambda_tools.contracts documents the same ones (a test checks), template.yaml names them.
 ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/predict"): predict,
     ("GET", "/model"): model_info,

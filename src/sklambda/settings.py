@@ -30,66 +30,78 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Literal, Self, TypeVar
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Literal, TypeVar
 
 from sklambda.errors import ConfigurationError
+from sklambda.typed import ContractError, build
 
 PREFIX = "SKLAMBDA_"
 # Settings that keep the names Powertools and SAM's templates already use.
 _NAMED = {"service": "POWERTOOLS_SERVICE_NAME", "metrics_namespace": "POWERTOOLS_METRICS_NAMESPACE"}
 
 
-def variable(field: str) -> str:
+def variable(name: str) -> str:
     """The environment variable behind a settings field."""
-    return _NAMED.get(field, PREFIX + field.upper())
+    return _NAMED.get(name, PREFIX + name.upper())
 
 
-class Settings(BaseModel):
+@dataclass(frozen=True, kw_only=True)
+class Settings:
     """What every function reads: the model, and how it names its logs and metrics."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
 
     model_dir: str = "/opt/model"
     runtime: Literal["onnx", "sklearn"] | None = None
     service: str = "sklambda"
     metrics_namespace: str = "sklambda"
 
+    def check(self) -> None:
+        """Rules across fields (each kind adds its own)."""
 
+
+@dataclass(frozen=True, kw_only=True)
 class PredictSettings(Settings):
-    max_instances: int = Field(default=1000, ge=1, le=100_000)
-    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=6_291_456)
-    capture_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    max_instances: int = field(default=1000, metadata={"ge": 1, "le": 100_000})
+    max_body_bytes: int = field(default=1_048_576, metadata={"ge": 1024, "le": 6_291_456})
+    capture_rate: float = field(default=0.0, metadata={"ge": 0.0, "le": 1.0})
     capture_stream: str | None = None
 
-    @model_validator(mode="after")
-    def _stream_when_sampling(self) -> Self:
+    def check(self) -> None:
         if self.capture_rate > 0 and not self.capture_stream:
-            raise ValueError(
+            raise ConfigurationError(
                 f"{variable('capture_stream')} is required when "
                 f"{variable('capture_rate')} is above 0"
             )
-        return self
 
 
+@dataclass(frozen=True, kw_only=True)
 class BatchSettings(Settings):
     dead_letter_queue_url: str
-    chunk_rows: int = Field(default=10_000, ge=1, le=1_000_000)
+    chunk_rows: int = field(default=10_000, metadata={"ge": 1, "le": 1_000_000})
     id_column: str | None = None
     unknown_columns: Literal["reject", "ignore"] = "reject"
-    time_guard_seconds: float = Field(default=30.0, ge=0)
+    time_guard_seconds: float = field(default=30.0, metadata={"ge": 0})
 
 
+@dataclass(frozen=True, kw_only=True)
 class DriftSettings(Settings):
     data_bucket: str
-    drift_window_hours: int = Field(default=24, ge=1, le=744)
-    drift_threshold: float = Field(default=0.2, gt=0.0)
-    drift_min_rows: int = Field(default=200, ge=1)
+    drift_window_hours: int = field(default=24, metadata={"ge": 1, "le": 744})
+    drift_threshold: float = field(default=0.2, metadata={"gt": 0.0})
+    drift_min_rows: int = field(default=200, metadata={"ge": 1})
 
 
 S = TypeVar("S", bound=Settings)
 _loaded: dict[type[Settings], Settings] = {}
+
+
+def field_names(kind: type[Settings]) -> list[str]:
+    return [f.name for f in fields(kind)]
+
+
+def required(kind: type[Settings]) -> list[str]:
+    """The settings ``kind`` cannot do without (no default)."""
+    return [f.name for f in fields(kind) if f.default is MISSING and f.default_factory is MISSING]
 
 
 def read_settings(kind: type[S], environ: Mapping[str, str] | None = None) -> S:
@@ -101,16 +113,14 @@ def read_settings(kind: type[S], environ: Mapping[str, str] | None = None) -> S:
         Naming the variable that is missing or invalid.
     """
     env = os.environ if environ is None else environ
-    values = {name: env[variable(name)] for name in kind.model_fields if env.get(variable(name))}
+    values = {name: env[variable(name)] for name in field_names(kind) if env.get(variable(name))}
     try:
-        return kind.model_validate(values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        if first["loc"]:
-            field = str(first["loc"][0])
-            what = "is required" if first["type"] == "missing" else f"is invalid: {first['msg']}"
-            raise ConfigurationError(f"{variable(field)} {what}") from None
-        raise ConfigurationError(str(first["msg"]).removeprefix("Value error, ")) from None
+        settings = build(kind, values, text=True)
+    except ContractError as exc:
+        what = "is required" if exc.reason == "required" else f"is invalid: {exc.reason}"
+        raise ConfigurationError(f"{variable(exc.path)} {what}") from None
+    settings.check()
+    return settings
 
 
 def get_settings(kind: type[S]) -> S:

@@ -1,4 +1,4 @@
-"""The prediction API's OpenAPI document, from ``sklambda.contracts`` and a model's manifest.
+"""The prediction API's OpenAPI document, from ``sklambda_tools.contracts`` and a model's manifest.
 
 Powertools' resolver renders it: each documented route is registered on a resolver with
 validation on, so that the request model becomes the request body's schema. The deployed
@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-from sklambda.contracts import ROUTES, RouteDoc, request_model
 from sklambda.manifest import Manifest, read_manifest
+from sklambda_tools.contracts import ROUTES, RouteDoc, request_model
 
 
 def _endpoint(route: RouteDoc, body: type | None) -> Any:

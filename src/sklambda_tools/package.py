@@ -41,10 +41,12 @@ from sklambda.manifest import (
     DataFingerprint,
     DataInfo,
     Feature,
+    FeatureKind,
     Label,
     Manifest,
     Output,
     RuntimeInfo,
+    Task,
     dump_manifest,
     sha256_bytes,
 )
@@ -76,7 +78,7 @@ class Packaged:
 # --- schema inference ---------------------------------------------------------------------
 
 
-def _kind(series: pd.Series) -> str:
+def _kind(series: pd.Series) -> FeatureKind:
     if pd.api.types.is_bool_dtype(series):
         return "boolean"
     if pd.api.types.is_integer_dtype(series):
@@ -255,6 +257,7 @@ def build(
         raise PackagingError(
             "the pipeline has no feature names: fit it on a pandas DataFrame with named columns"
         )
+    task: Task
     if is_classifier(pipeline):
         task = "classification"
     elif is_regressor(pipeline):
@@ -349,7 +352,11 @@ def build(
 
 
 def _baselines(
-    features: Sequence[Feature], frame: pd.DataFrame, source: str, pipeline: Any, output: Output
+    features: Sequence[Feature],
+    frame: pd.DataFrame,
+    source: Literal["training", "holdout"],
+    pipeline: Any,
+    output: Output,
 ) -> Baselines:
     per_feature: dict[str, Any] = {}
     for f in features:

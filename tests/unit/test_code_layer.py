@@ -29,7 +29,6 @@ RUNTIME_FILES = {
     "batch.py",
     "batchio.py",
     "capture.py",
-    "contracts.py",
     "drift.py",
     "errors.py",
     "manifest.py",
@@ -39,6 +38,7 @@ RUNTIME_FILES = {
     "schema.py",
     "scoring.py",
     "settings.py",
+    "typed.py",
 }
 
 # Words of the tools' modules (sklambda_tools.package, .export, .card, .examples, .local, ...)

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from sklambda.contracts import ROUTES
 from sklambda.manifest import read_manifest
+from sklambda_tools.contracts import ROUTES
 from sklambda_tools.openapi import document, render
 
 from support import PENGUINS_DIR, REPO

@@ -62,6 +62,6 @@ def test_a_function_without_its_queue_or_bucket_fails_its_init(
     monkeypatch.setenv("SKLAMBDA_MODEL_DIR", str(PENGUINS_DIR))
     monkeypatch.delenv(variable_name, raising=False)
     # When Lambda runs its init (imports the handler module)
-    with pytest.raises(ConfigurationError, match=f"^{variable_name} is required"):
+    with pytest.raises(ConfigurationError, match=rf"^{variable_name} is required"):
         load_handler(REPO / "functions" / function / "app.py")
     new_execution_environment()

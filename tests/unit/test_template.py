@@ -131,7 +131,9 @@ def test_each_function_gets_the_settings_it_reads(template: dict[str, Any]) -> N
         BatchSettings,
         DriftSettings,
         PredictSettings,
+        field_names,
         read_settings,
+        required,
         variable,
     )
     from sklambda_tools.local import TemplateResolver
@@ -145,10 +147,9 @@ def test_each_function_gets_the_settings_it_reads(template: dict[str, Any]) -> N
     resolver = TemplateResolver(template)
     for function, kind in kinds.items():
         env = {k: v for k, v in resolver.function_environment(function).items() if v}
-        known = {variable(name) for name in kind.model_fields}
+        known = {variable(name) for name in field_names(kind)}
         assert {n for n in env if n.startswith(PREFIX)} <= known, function
-        required = {variable(n) for n, f in kind.model_fields.items() if f.is_required()}
-        assert required <= set(env), function
+        assert {variable(n) for n in required(kind)} <= set(env), function
         read_settings(kind, env)  # and what it gets is valid
 
 
