@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from sklambda.errors import FileError
 from sklambda.manifest import Feature
-from sklambda.schema import InputSchema, _cell_value
+from sklambda.schema import FAST_ROWS, InputSchema, UnknownPolicy, _cell_value
 
 FEATURES = [
     Feature(name="n", kind="numeric", nullable=False),
@@ -174,11 +175,14 @@ cells = st.sampled_from(
         " 7 ",
         "1_0",
         "0x1",
+        "1e19",
+        "-9223372036854775809",
+        "1e400",
     ]
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     rows=st.lists(st.fixed_dictionaries({f.name: cells for f in FEATURES}), min_size=1, max_size=6)
 )
@@ -195,3 +199,54 @@ def test_text_cells_get_the_same_verdicts_as_their_json_values(rows: list[dict[s
     assert [(n.row, n.field) for n in by_text.notes] == [(n.row, n.field) for n in by_value.notes]
     for name in by_value.columns:
         np.testing.assert_array_equal(by_text.columns[name], by_value.columns[name])
+
+
+# --- the column-wise path for many clean rows gives the row-by-row verdict ----------------------
+
+any_value = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**20), max_value=10**20)
+    | st.floats()
+    | st.sampled_from(["a", "b", "z", ""])
+)
+
+
+variations = st.dictionaries(st.sampled_from([*GOOD, "extra"]), any_value, max_size=2)
+clean = st.fixed_dictionaries(
+    {
+        "n": st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(10**6), 10**6),
+        "m": st.none() | st.floats(allow_nan=False, allow_infinity=False),
+        "i": st.integers(-(10**6), 10**6),
+        "c": st.sampled_from(["a", "b"]) | st.none(),
+        "strict": st.just("x"),
+        "flag": st.booleans(),
+    }
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.lists(
+        clean | st.builds(lambda changes: {**GOOD, **changes}, variations),
+        min_size=FAST_ROWS,
+        max_size=3 * FAST_ROWS,
+    ),
+    unknown=st.sampled_from(["reject", "ignore"]),
+)
+def test_many_rows_get_the_row_by_row_verdict(
+    rows: list[dict[str, Any]], unknown: UnknownPolicy
+) -> None:
+    schema = InputSchema(FEATURES)
+    fast, slow = schema.validate(rows, unknown=unknown), schema.validate_rows(rows, unknown=unknown)
+    assert (fast.rows, fast.errors, fast.notes) == (slow.rows, slow.errors, slow.notes)
+    for name in schema.names:
+        a, b = fast.columns[name], slow.columns[name]
+        assert a.dtype == b.dtype, name
+        np.testing.assert_array_equal(a, b)
+
+
+def test_clean_rows_take_the_column_wise_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    schema = InputSchema(FEATURES)
+    monkeypatch.setattr(schema, "validate_rows", None)  # would fail if it were called
+    assert schema.validate([GOOD] * FAST_ROWS).rows == list(range(FAST_ROWS))
