@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +23,7 @@ MANIFEST_FILE = "model.json"
 CARD_FILE = "MODEL_CARD.md"
 JOBLIB_FILE = "model.joblib"
 ONNX_FILE = "model.onnx"
+ARTIFACT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 FeatureKind = Literal["numeric", "integer", "categorical", "boolean"]
 Label = str | int | bool
@@ -235,8 +237,21 @@ def read_manifest(model_dir: str | Path) -> Manifest:
 
 
 def parse_manifest(data: Any) -> Manifest:
-    """A ``Manifest`` from JSON-like data; ``ContractError`` names the first offending field."""
-    return build(Manifest, data)
+    """A ``Manifest`` from JSON-like data; ``ContractError`` names the first offending field.
+
+    Artifact names must be plain file names: a manifest cannot make the loader read outside
+    its own directory (``../``, an absolute path, ``/dev/zero``).
+    """
+    manifest = build(Manifest, data)
+    for name in manifest.artifacts:
+        if not ARTIFACT_NAME.fullmatch(name) or name in (MANIFEST_FILE, CARD_FILE):
+            raise ContractError(
+                f"artifacts.{name[:40]}", "must be a plain file name in the model directory"
+            )
+    onnx = manifest.runtime.onnx
+    if onnx is not None and onnx.file not in manifest.artifacts:
+        raise ContractError("runtime.onnx.file", "must name one of the artifacts")
+    return manifest
 
 
 def dump_manifest(manifest: Manifest) -> str:

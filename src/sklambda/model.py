@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,15 +227,18 @@ def _empty_scores(manifest: Manifest, probabilities: bool) -> Scores:
 
 
 def verify_artifacts(model_dir: Path, manifest: Manifest, required: str) -> dict[str, bytes]:
-    """Read every artifact file present and check its SHA-256; ``required`` must be present.
+    """Read every artifact file present and check its size and SHA-256; ``required`` must be
+    present.
 
-    The bytes returned are the ones that were hashed, so what is deserialised is what was checked.
+    Each file is opened without following a symbolic link and must be a regular file of the
+    size the manifest records (read no further than that), so a tampered directory cannot make
+    the loader read a device, a pipe or a file elsewhere. The bytes returned are the ones that
+    were hashed, so what is deserialised is what was checked.
     """
     blobs: dict[str, bytes] = {}
     for name, expected in manifest.artifacts.items():
-        path = model_dir / name
         try:
-            data = path.read_bytes()
+            data = _read_regular(model_dir / name, expected.bytes)
         except FileNotFoundError:
             if name == required:
                 raise IntegrityError(f"{name} is listed in model.json but missing") from None
@@ -249,6 +253,28 @@ def verify_artifacts(model_dir: Path, manifest: Manifest, required: str) -> dict
     if required not in blobs:
         raise IntegrityError(f"{required} is not listed in model.json")
     return blobs
+
+
+def _read_regular(path: Path, size: int) -> bytes:
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise IntegrityError(
+            f"{path.name} cannot be opened as a plain file: {exc.strerror}"
+        ) from None
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise IntegrityError(f"{path.name} is not a regular file; refusing to load it")
+        if info.st_size != size:
+            raise IntegrityError(
+                f"{path.name} has {info.st_size} bytes where model.json records {size}; "
+                "refusing to load it"
+            )
+        return file.read(size)
 
 
 def _installed_version(dist: str) -> str | None:

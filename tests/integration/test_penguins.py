@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -168,19 +169,16 @@ def test_the_model_layer_build_ships_exactly_the_checked_artifact(tmp_path: Path
     assert load(layer / "model").version == read_manifest(PENGUINS_DIR).version
 
 
-def test_the_model_layer_build_refuses_a_tampered_artifact(
-    penguins_copy: Path, tmp_path: Path
-) -> None:
-    (penguins_copy / "model.onnx").write_bytes(b"not the graph")
-    result = subprocess.run(
+def build_model_layer(model_dir: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [
             "make",
             "-s",
             "-C",
             str(REPO / "models"),
             "build-ModelLayer",
-            f"ARTIFACTS_DIR={tmp_path / 'layer'}",
-            f"MODEL_NAME={penguins_copy}",
+            f"ARTIFACTS_DIR={out}",
+            f"MODEL_NAME={model_dir}",
             f"PYTHON={sys.executable}",
         ],
         capture_output=True,
@@ -188,6 +186,27 @@ def test_the_model_layer_build_refuses_a_tampered_artifact(
         check=False,
         timeout=60,
     )
+
+
+def test_the_model_layer_build_refuses_a_tampered_artifact(
+    penguins_copy: Path, tmp_path: Path
+) -> None:
+    (penguins_copy / "model.onnx").write_bytes(b"not the graph")
+    result = build_model_layer(penguins_copy, tmp_path / "layer")
     assert result.returncode != 0
-    assert "SHA-256 mismatch: model.onnx" in result.stderr
+    assert "model.onnx (not a regular file of the recorded size)" in result.stderr
+    assert not (tmp_path / "layer").exists()
+
+
+@pytest.mark.parametrize("name", ["../model.onnx", "/etc/passwd", "a b"])
+def test_the_model_layer_build_ships_nothing_from_outside_the_model(
+    penguins_copy: Path, tmp_path: Path, name: str
+) -> None:
+    path = penguins_copy / "model.json"
+    manifest = json.loads(path.read_text())
+    manifest["artifacts"][name] = manifest["artifacts"].pop("model.onnx")
+    path.write_text(json.dumps(manifest))
+    result = build_model_layer(penguins_copy, tmp_path / "layer")
+    assert result.returncode != 0
+    assert f"{name} (not a plain file name)" in result.stderr
     assert not (tmp_path / "layer").exists()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -151,3 +153,40 @@ def test_the_onnx_runtime_needs_no_sklearn_scipy_or_pandas(penguins_copy: Path) 
 def test_the_manifest_schema_is_published() -> None:
     schema = json_schema()
     assert "features" in schema["required"] and "known_faults" in schema["required"]
+
+
+# --- artifacts stay inside the model directory and are what the manifest says ---------------
+
+
+@pytest.mark.parametrize("name", ["../model.onnx", "/dev/zero", "sub/model.onnx", ".hidden", ""])
+def test_an_artifact_name_outside_the_directory_is_refused(penguins_copy: Path, name: str) -> None:
+    def rename(m: dict[str, Any]) -> None:
+        m["artifacts"][name] = m["artifacts"].pop("model.onnx")
+        m["runtime"]["onnx"]["file"] = name
+
+    edit_manifest(penguins_copy, rename)
+    with pytest.raises(ManifestError, match="must be a plain file name"):
+        load(penguins_copy)
+
+
+def test_a_symbolic_link_is_not_followed(penguins_copy: Path, tmp_path: Path) -> None:
+    real = tmp_path / "elsewhere.onnx"
+    real.write_bytes((penguins_copy / "model.onnx").read_bytes())
+    (penguins_copy / "model.onnx").unlink()
+    (penguins_copy / "model.onnx").symlink_to(real)
+    with pytest.raises(IntegrityError, match="cannot be opened as a plain file"):
+        load(penguins_copy)
+
+
+def test_a_file_of_another_size_is_refused_before_it_is_read(penguins_copy: Path) -> None:
+    with (penguins_copy / "model.onnx").open("ab") as f:
+        f.write(b"\0" * 1024)
+    with pytest.raises(IntegrityError, match=r"bytes where model\.json records"):
+        load(penguins_copy)
+
+
+def test_a_device_is_not_read(penguins_copy: Path) -> None:
+    (penguins_copy / "model.onnx").unlink()
+    os.mkfifo(penguins_copy / "model.onnx")  # would block a plain read forever
+    with pytest.raises(IntegrityError, match="not a regular file"):
+        load(penguins_copy)
