@@ -93,8 +93,6 @@ def in_process(
             event, LambdaContext(function_name=function, timeout_seconds=900)
         )
     finally:
-        module.metrics.clear_metrics()
-        module.metrics.clear_default_dimensions()
         new_execution_environment()
 
 
@@ -332,3 +330,58 @@ def test_the_template_lint_passes_and_catches_a_broken_template(tmp_path: Path) 
     )
     assert bad.returncode != 0
     assert "python2.9" in bad.stdout + bad.stderr
+
+
+def test_the_built_drift_function_reports_like_the_source(
+    build_dir: Path,
+    resolvers: dict[str, TemplateResolver],
+    python: str,
+    runtime_paths: list[str],
+    moto_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import boto3
+
+    # Given the schedule's event and a data bucket with nothing captured in its window
+    credentials = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": moto_endpoint,
+    }
+    for key, value in credentials.items():
+        monkeypatch.setenv(key, value)
+    bucket = "built-drift-bucket"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    event = json.loads((EVENTS / "drift-schedule.json").read_text())
+    env = {**credentials, "SKLAMBDA_DATA_BUCKET": bucket}
+    resolver = resolvers["onnx"]
+    # When the built function and the source run it
+    built = invoke_built(
+        build_dir,
+        "DriftFunction",
+        event,
+        resolver,
+        python=python,
+        runtime_paths=runtime_paths,
+        env=env,
+    )
+    source_env = {
+        k: v
+        for k, v in resolver.function_environment("DriftFunction").items()
+        if not v.startswith("/opt/")
+    }
+    source = in_process("drift", event, {**source_env, **env}, monkeypatch)
+    # Then both write the same window's report and say the same
+    assert (
+        built.result
+        == source
+        == {
+            "status": "not enough data",
+            "rows": 0,
+            "max_psi": None,
+            "max_feature": None,
+            "report": "monitoring/drift/2026-11-22.json",
+        }
+    )
+    assert '"DriftRows":0.0' in built.stdout  # its metrics, as EMF records
