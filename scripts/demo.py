@@ -134,7 +134,9 @@ def main() -> int:
         print(f"    {line}")
 
     step(6, "a tampered artifact is refused")
-    (work / "model.onnx").write_bytes((work / "model.onnx").read_bytes() + b"\0")
+    graph = bytearray((work / "model.onnx").read_bytes())
+    graph[-1] ^= 1  # one bit, same size: the SHA-256 check is what catches it
+    (work / "model.onnx").write_bytes(bytes(graph))
     try:
         load(work)
     except IntegrityError as exc:
