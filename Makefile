@@ -24,7 +24,7 @@ ARCH ?= arm64
 SERVING_RUNTIME ?= $(shell python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["runtime"]["serving"])' $(MODEL_DIR)/model.json 2>/dev/null || echo onnx)
 HOST_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
 
-.PHONY: help setup lint test model package demo serve invoke batch drift openapi bench lock clean tools lint-template build build-host size test-built lock-tools
+.PHONY: help setup lint test model package demo serve invoke batch drift openapi bench lock clean tools lint-template build build-host size test-built lock-tools checkov
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,8 +44,19 @@ lint: setup  ## ruff (lint and format) and mypy
 	$(BIN)/ruff format --check src tests functions scripts bench
 	$(BIN)/mypy
 
-test: lint  ## lint, then the whole test suite
+test: lint tools checkov  ## lint, then the whole test suite (schemathesis and the body fuzzer: fixed seed, a few hundred examples)
 	$(BIN)/pytest -q
+
+FUZZ_EXAMPLES ?= 10000
+FUZZ_BODY_EXAMPLES ?= 5000
+.PHONY: fuzz
+fuzz: setup  ## long runs: schemathesis from docs/openapi.json (10,000) and the body fuzzer (5,000); random seed, SEED=n replays
+	@seed=$(or $(SEED),$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')); \
+	  echo "==> fuzz seed $$seed (replay: make fuzz SEED=$$seed)"; \
+	  SKLAMBDA_FUZZ_SEED=$$seed SKLAMBDA_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) SKLAMBDA_FUZZ_BODY_EXAMPLES=$(FUZZ_BODY_EXAMPLES) \
+	  $(BIN)/pytest -q -p no:cacheprovider --hypothesis-show-statistics \
+	  tests/integration/test_schemathesis.py \
+	  tests/unit/test_predict_api.py::test_fuzzed_requests_get_a_bounded_answer_and_never_a_5xx
 
 model: setup  ## train, gate and package the example model into models/penguins
 	$(PY) -m sklambda_tools.examples.penguins --out models/penguins
@@ -86,6 +97,7 @@ bench: setup build-host  ## benchmarks: online latency, batch throughput and mem
 	$(PY) bench/batch.py --json out/bench/batch.json
 	$(PY) bench/cold_start.py --json out/bench/cold_start.json
 	$(PY) bench/monitoring.py --json out/bench/monitoring.json
+	$(PY) bench/hardening.py --json out/bench/hardening.json
 
 openapi: setup  ## write docs/openapi.json from the routes and models/$(MODEL_NAME)/model.json
 	$(PY) scripts/openapi.py --model $(MODEL_DIR)
@@ -99,8 +111,30 @@ $(TOOLS_STAMP): requirements/tools.txt
 
 tools: $(TOOLS_STAMP)  ## create .venv-tools (SAM CLI, cfn-lint) from the pinned requirements
 
-lint-template: tools  ## sam validate --lint (cfn-lint 1.53.3, which still checks SAM templates)
+# checkov in a venv of its own: it pins boto3 1.35, aws-sam-cli 1.43 (see requirements/checkov.txt).
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cksum < requirements/checkov.txt | cut -d' ' -f1)
+CHECKOV := CKV_SKIP_PACKAGE_UPDATE_CHECK=true BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov \
+  --framework cloudformation --skip-download --compact --quiet
+
+$(CHECKOV_STAMP): requirements/checkov.txt
+	@echo "==> creating $(CHECKOV_VENV) from requirements/checkov.txt"
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	@$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check pip==$(PIP_VERSION)
+	@$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/checkov.txt
+	@rm -f $(CHECKOV_VENV)/.installed-* && touch $@
+
+checkov: $(CHECKOV_STAMP)  ## create .venv-checkov (checkov) from its pinned requirements
+
+# checkov reads template.yaml, then the CloudFormation SAM makes of it (the stage, roles and
+# permissions SAM generates); its skips are in the resources' Metadata, each with its reason.
+lint-template: tools $(CHECKOV_STAMP)  ## sam validate --lint (cfn-lint 1.53.3), then checkov on template.yaml and on its SAM transform
 	$(SAM) validate --lint --region $(AWS_REGION)
+	$(CHECKOV) -f template.yaml
+	@out=$$(mktemp -d) && trap 'rm -rf "$$out"' EXIT && set -x && \
+	  $(TOOLS)/bin/python scripts/transform.py template.yaml --region $(AWS_REGION) \
+	    $(foreach p,$(PARAMS),--parameter $(p)) > "$$out/transformed.json" && \
+	  $(CHECKOV) -f "$$out/transformed.json"
 
 build: lint-template  ## sam build for ARCH (arm64, the default, or x86_64) into .aws-sam/build; no Docker
 	MODEL_NAME=$(MODEL_NAME) SKLAMBDA_ARCH=$(ARCH) $(SAM) build --build-dir .aws-sam/build --region $(AWS_REGION) \

@@ -4,8 +4,10 @@ The handler translates the proxy event into a call of the scoring core (``sklamb
 and typed errors back into HTTP; this module is the one place that chooses status codes. The
 body is parsed once and validated once, by the core's schema: the route table is a dict, not a
 framework with its own request validation. Clients get fixed messages with field paths and
-reasons, never internals. The model is loaded once, during the init phase; a function whose
-settings are wrong fails its init naming the variable.
+reasons, never internals, and at most ``MAX_ERRORS`` of them (``errors_omitted`` counts the
+rest), so that an answer stays far below Lambda's 6 MB response limit; no exception escapes
+the handler. The model is loaded once, during the init phase; a function whose settings are
+wrong fails its init naming the variable.
 """
 
 import base64
@@ -24,12 +26,14 @@ from sklambda.capture import Capture
 from sklambda.errors import FieldError, InvalidInput, ModelLoadError, Note
 from sklambda.metrics import Dimension, MetricName, MetricSet, Unit
 from sklambda.model import Model, get_model
+from sklambda.schema import loads
 from sklambda.scoring import predict_all
 from sklambda.settings import PredictSettings, get_settings
 
 logger = Logger()
 settings = get_settings(PredictSettings)
 MAX_LOGGED_ERRORS = 10
+MAX_ERRORS = 100  # field errors listed in one answer; errors_omitted counts the others
 
 
 class HttpError(Exception):
@@ -70,41 +74,60 @@ def _the_model() -> Model:
 
 
 def _header(event: dict[str, Any], name: str) -> str | None:
-    for key, value in (event.get("headers") or {}).items():
-        if key.lower() == name:
+    headers = event.get("headers")
+    if not isinstance(headers, dict):
+        return None
+    for key, value in headers.items():
+        if str(key).lower() == name:
             return str(value)
     return None
 
 
-def _body(event: dict[str, Any]) -> bytes:
-    """The request body as bytes: 415 unless it is declared JSON, 413 when too large."""
+def _body(event: dict[str, Any]) -> str:
+    """The request body as text: 415 unless it is declared JSON, 413 when too large, 400 when
+    it is not text (or base64 of UTF-8 text)."""
     content_type = _header(event, "content-type")
     if content_type is not None and content_type.split(";")[0].strip().lower() != (
         "application/json"
     ):
         raise HttpError(415, "the request body must be application/json")
-    raw = event.get("body") or ""
+    raw = event.get("body")
+    if raw is None:
+        raw = ""
+    encoded = event.get("isBase64Encoded") or False
+    if not isinstance(raw, str) or not isinstance(encoded, bool):
+        raise HttpError(400, "the request body is not valid JSON")
     limit = settings.max_body_bytes
-    if len(raw) > (limit * 4 // 3 + 4 if event.get("isBase64Encoded") else limit * 4):
-        raise HttpError(413, f"the request body may be at most {limit} bytes")
-    if event.get("isBase64Encoded"):
+    too_large = HttpError(413, f"the request body may be at most {limit} bytes")
+    if encoded:
+        if len(raw) > limit * 4 // 3 + 4:
+            raise too_large
         try:
             data = base64.b64decode(raw, validate=True)
         except (binascii.Error, ValueError):
             raise HttpError(400, "the request body is not valid base64") from None
-    else:
-        data = raw.encode("utf-8", "surrogatepass")
-    if len(data) > limit:
-        raise HttpError(413, f"the request body may be at most {limit} bytes")
-    return data
+        if len(data) > limit:
+            raise too_large
+        try:
+            return data.decode("utf-8")  # JSON is UTF-8 (RFC 8259): no guessing from the bytes
+        except UnicodeDecodeError:
+            raise HttpError(400, "the request body is not valid UTF-8") from None
+    # UTF-8 takes one to four bytes a character (three for a lone surrogate)
+    if len(raw) > limit or (len(raw) * 4 > limit and _utf8_length(raw) > limit):
+        raise too_large
+    return raw
+
+
+def _utf8_length(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def _instances(event: dict[str, Any]) -> list[Any]:
     """The ``instances`` of a prediction request: 400 for a body that is not JSON, 422 for a
     JSON document that is not ``{"instances": [...]}``, 413 for too many instances."""
     try:
-        document = json.loads(_body(event))
-    except (ValueError, RecursionError):  # not UTF-8, not JSON, nested too deep, huge integers
+        document = loads(_body(event))  # integers of any length are numbers, out of range
+    except (ValueError, RecursionError):  # not JSON, or nested too deep
         raise HttpError(400, "the request body is not valid JSON") from None
     if not isinstance(document, dict):
         reason = "required" if document is None else "expected a JSON object"
@@ -173,7 +196,8 @@ def health(event: dict[str, Any], metrics: MetricSet) -> tuple[int, str]:
 
 
 Route = Callable[[dict[str, Any], MetricSet], tuple[int, str]]
-# The routes; sklambda_tools.contracts documents the same ones (a test checks), template.yaml names them.
+# The routes; sklambda_tools.contracts documents the same ones (a test checks), and template.yaml
+# names them.
 ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/predict"): predict,
     ("GET", "/model"): model_info,
@@ -186,15 +210,23 @@ ROUTES: dict[tuple[str, str], Route] = {
 
 def _request_id(event: dict[str, Any]) -> str | None:
     context = event.get("requestContext")
-    return context.get("requestId") if isinstance(context, dict) else None
+    found = context.get("requestId") if isinstance(context, dict) else None
+    return found[:100] if isinstance(found, str) and found.isascii() else None
 
 
 def _error(
     status: int, message: str, errors: list[dict[str, str]], request_id: str | None
 ) -> tuple[int, str]:
-    payload: dict[str, Any] = {"message": message}
+    """An error answer: the fixed message and at most ``MAX_ERRORS`` field errors, with the
+    number left out in the message and in ``errors_omitted``."""
+    omitted = max(0, len(errors) - MAX_ERRORS)
+    payload: dict[str, Any] = {
+        "message": f"{message} ({omitted} more not shown)" if omitted else message
+    }
     if errors:
-        payload["errors"] = errors
+        payload["errors"] = errors[:MAX_ERRORS]
+    if omitted:
+        payload["errors_omitted"] = omitted
     payload["request_id"] = request_id
     return status, json.dumps(payload, separators=(",", ":"))
 
@@ -232,7 +264,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     global _cold_start
     started = time.perf_counter()
     metrics = MetricSet(settings.metrics_namespace, _dimensions)
-    status, body = _answer(event if isinstance(event, dict) else {}, metrics)
+    try:
+        status, body = _answer(event if isinstance(event, dict) else {}, metrics)
+    except Exception:  # _answer maps every error of a route; this is the last line of defence
+        logger.exception("unexpected error outside a route")
+        status, body = _error(500, "internal error", [], None)
     if 400 <= status < 500:
         metrics.add(MetricName.INVALID_REQUESTS, 1)
     if _cold_start:

@@ -172,7 +172,7 @@ class Model:
         self.backend = backend
         self.runtime = runtime
         self.path = path
-        self.schema = InputSchema(manifest.features)
+        self.schema = InputSchema(manifest.features, number_limit=InputSchema.limit_for(manifest))
 
     @property
     def name(self) -> str:

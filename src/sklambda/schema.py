@@ -4,26 +4,42 @@ This is the one validation used by every path (online requests, batch files, too
 row gets the same answer and the same error text whichever way it arrives. It needs only numpy.
 
 Values are JSON-like: ``None`` is missing, numbers are ``int``/``float``, categories are ``str``,
-booleans are ``bool``. Text formats (CSV) convert their cells to such values first.
+booleans are ``bool``. Text formats (CSV) convert their cells to such values first; JSON text
+is best parsed with ``loads``, which turns integer literals too long for Python into numbers
+out of range instead of failing.
+
+Numbers must be ones the serving runtime can represent: finite, and below ``number_limit`` in
+magnitude (``FLOAT32_LIMIT`` for an artifact whose ONNX graph takes float32, whichever runtime
+serves it, so that both runtimes accept the same rows). Text must be valid Unicode: a lone
+surrogate (which the JSON escape ``"\\ud800"`` makes) is refused, and never echoed.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from sklambda.errors import FieldError, FileError, Note
 from sklambda.manifest import Feature
 
+if TYPE_CHECKING:
+    from sklambda.manifest import Manifest
+
 Columns = dict[str, np.ndarray]
 UnknownPolicy = Literal["reject", "ignore"]
 
-_MAX_ECHO = 40  # longest client value echoed back in a message
+_MAX_ECHO = 40  # longest client value (or unknown key) echoed back in a message
 OUT_OF_RANGE = "number out of range"
+NOT_UNICODE = "not valid Unicode text (a lone surrogate)"
+FLOAT32_LIMIT = 2.0**128 - 2.0**103  # the smallest magnitude float32 rounds to infinity
+_TOO_LONG = 10**400  # stands for an integer literal too long to convert: out of every range
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 FAST_ROWS = 8  # from this many rows on, clean input is validated column by column
 _NUMBER_TYPES = frozenset({int, float})
@@ -69,8 +85,54 @@ def describe(value: Any) -> str:
 
 
 def _echo(text: str) -> str:
+    return repr(_cut(text))
+
+
+def _cut(text: str) -> str:
+    """``text`` safe to echo: at most ``_MAX_ECHO`` characters, lone surrogates replaced."""
     short = text if len(text) <= _MAX_ECHO else text[: _MAX_ECHO - 1] + "…"
-    return repr(short)
+    return short if short.isascii() else _SURROGATE.sub("\ufffd", short)
+
+
+def _unicode(text: str) -> bool:
+    """Whether ``text`` is valid Unicode (UTF-8 can encode it: no lone surrogate)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def number_limit(manifest: Manifest) -> float:
+    """The magnitude from which the artifact's numbers are out of range: ``FLOAT32_LIMIT`` when
+    its ONNX graph takes float32 inputs (whichever runtime serves it), else infinity (any
+    finite double)."""
+    onnx = manifest.runtime.onnx
+    return FLOAT32_LIMIT if onnx is not None and onnx.input_dtype == "float32" else math.inf
+
+
+def _parse_int(literal: str) -> int:
+    try:
+        return int(literal)
+    except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits())
+        return -_TOO_LONG if literal.startswith("-") else _TOO_LONG
+
+
+def loads(text: str) -> Any:
+    """Parse JSON text as ``json.loads`` does, except that an integer literal too long for
+    Python to convert (over 4,300 digits) becomes a stand-in beyond every range, so that it is
+    a field's "number out of range" like any other huge number, not an unreadable document.
+
+    Raises what ``json.loads`` raises otherwise (``ValueError``, ``RecursionError``).
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # the integer digit limit: parse again, converting integers one by one
+        return json.loads(text, parse_int=_parse_int)
 
 
 @dataclass(slots=True)
@@ -85,10 +147,11 @@ class Header:
 class _Checker:
     """Checks one feature's values; built once per schema."""
 
-    __slots__ = ("allowed", "feature", "name", "unseen_note")
+    __slots__ = ("allowed", "feature", "limit", "name", "unseen_note")
 
-    def __init__(self, feature: Feature) -> None:
+    def __init__(self, feature: Feature, limit: float = math.inf) -> None:
         self.feature = feature
+        self.limit = limit
         self.name = feature.name
         self.allowed = frozenset(feature.categories or ())
         handling = feature.unseen_handling or "the pipeline's handling of unseen categories"
@@ -108,6 +171,8 @@ class _Checker:
             except OverflowError:  # an integer literal beyond the double range
                 return None, OUT_OF_RANGE, None
             if math.isfinite(number):
+                if abs(number) >= self.limit:
+                    return None, OUT_OF_RANGE, None
                 return number, None, None
             if math.isnan(number):
                 if f.nullable:
@@ -123,13 +188,17 @@ class _Checker:
                 if not math.isfinite(value) or not value.is_integer():
                     return None, "expected an integer, got a fractional or non-finite number", None
                 value = int(value)
-            if not _INT64_MIN <= value <= _INT64_MAX:
+            if not _INT64_MIN <= value <= _INT64_MAX or abs(value) >= self.limit:
                 return None, OUT_OF_RANGE, None
             return value, None, None
         if kind == "categorical":
             if not isinstance(value, str):
                 return None, f"expected a string, got {describe(value)}", None
-            if value in self.allowed or not self.allowed:
+            if value in self.allowed:
+                return value, None, None
+            if not _unicode(value):
+                return None, NOT_UNICODE, None
+            if not self.allowed:
                 return value, None, None
             if f.unseen == "reject":
                 return (
@@ -156,11 +225,19 @@ class InputSchema:
     ([0], ['instances[1].x: expected a number, got a string'])
     """
 
-    def __init__(self, features: Sequence[Feature]) -> None:
+    def __init__(self, features: Sequence[Feature], *, number_limit: float = math.inf) -> None:
+        """``number_limit``: numbers of this magnitude or more are out of range (the serving
+        runtime cannot represent them); see ``number_limit(manifest)``."""
         self.features = list(features)
         self.names = [f.name for f in self.features]
-        self._checkers = [_Checker(f) for f in self.features]
+        self.number_limit = number_limit
+        self._checkers = [_Checker(f, number_limit) for f in self.features]
         self._known = frozenset(self.names)
+
+    @staticmethod
+    def limit_for(manifest: Manifest) -> float:
+        """The ``number_limit`` of a manifest's artifact (``number_limit(manifest)``)."""
+        return number_limit(manifest)
 
     def validate(
         self, records: Iterable[Any], *, unknown: UnknownPolicy = "reject", first_row: int = 0
@@ -213,13 +290,18 @@ class InputSchema:
                 return None
             array = np.array([np.nan if v is None else v for v in column], dtype=np.float64)
             present = np.array([v is not None for v in column])
-            return array if np.isfinite(array[present]).all() else None
+            # NaN and infinity fail the comparison too: they take the row-by-row path
+            return array if (np.abs(array[present]) < checker.limit).all() else None
         if f.kind == "categorical":
             if not kinds <= _TEXT_TYPES:
                 return None
             seen = checker.allowed
-            if seen and not seen.issuperset(v for v in column if v is not None):
-                return None  # an unseen category: rejected, or scored with a note
+            texts = [v for v in column if v is not None]
+            if seen:
+                if not seen.issuperset(texts):
+                    return None  # an unseen category: rejected, or scored with a note
+            elif not _unicode("".join(texts)):
+                return None  # a lone surrogate somewhere
             return np.array(column, dtype=object)
         allowed = _INTEGER_TYPES if f.kind == "integer" else _BOOLEAN_TYPES
         return _to_array(f, column) if kinds <= allowed else None
@@ -239,7 +321,7 @@ class InputSchema:
             row_errors: list[FieldError] = []
             if unknown == "reject" and not self._known.issuperset(record):
                 row_errors.extend(
-                    FieldError(i, str(key), "unknown feature")
+                    FieldError(i, _cut(str(key)), "unknown feature")
                     for key in record
                     if key not in self._known
                 )
@@ -284,7 +366,7 @@ class InputSchema:
             suspect = missing & (not f.nullable)
             if f.kind in ("numeric", "integer"):
                 values, unparsable = _parse_numbers(cells, missing)
-                suspect |= unparsable | np.isinf(values)
+                suspect |= unparsable | (np.abs(values) >= checker.limit) | np.isinf(values)
                 suspect |= np.isnan(values) & ~missing & ~unparsable & (not f.nullable)
                 if f.kind == "integer":
                     finite = np.isfinite(values)
@@ -294,12 +376,14 @@ class InputSchema:
                 typed[f.name] = values
             elif f.kind == "categorical":
                 values = np.where(missing, np.array(None, dtype=object), cells)
+                known = np.isin(cells, list(checker.allowed)) | missing
                 if checker.allowed:
-                    known = np.isin(cells, list(checker.allowed)) | missing
                     if f.unseen == "reject":
                         suspect |= ~known
                     else:
                         unseen[f.name] = ~known
+                if not _unicode("".join(cells[~known])):  # a lone surrogate somewhere
+                    suspect |= ~known & ~np.array([_unicode(c) for c in cells], dtype=bool)
                 typed[f.name] = values
             else:
                 flags = np.array([_BOOLEANS.get(c) for c in cells], dtype=object)
@@ -381,15 +465,21 @@ _BOOLEANS = {
 }
 
 
+_INTEGER_LITERAL = re.compile(r"\s*[+-]?[0-9]+\s*")
+
+
 def _cell_value(feature: Feature, cell: str) -> Any:
     """A text cell as the JSON-like value it stands for."""
     if cell == "":
         return None
     if feature.kind in ("numeric", "integer"):
         try:
-            return float(cell)
+            number = float(cell)
         except ValueError:
             return cell
+        if math.isinf(number) and _INTEGER_LITERAL.fullmatch(cell):
+            return _parse_int(cell.strip())  # beyond the double range, as JSON's integer is
+        return number
     if feature.kind == "boolean":
         return _BOOLEANS.get(cell, cell)
     return cell

@@ -3,6 +3,11 @@ and per-row reasons out. Every door calls it: the API, both batch formats, captu
 drift counters, so the same row gets the same answer and the same reasons whichever way it
 arrives.
 
+No prediction is ever NaN or infinite: a row the model gives no finite answer for (a
+probability or value that is NaN or infinite) is not a prediction but a rejected row with the
+fixed reason ``NO_FINITE_PREDICTION``, so the API answers 422 naming the instance and batch
+lists the row in its errors file.
+
 Predictions are JSON-ready dicts, ``{"label": ..., "probabilities": {class: p, ...}}`` for a
 classifier (probabilities only when the model has them) and ``{"value": ...}`` for a regressor;
 batch files get the same values as CSV or JSON Lines rows from the same ``Formatter``.
@@ -32,6 +37,8 @@ from sklambda.errors import FieldError, InvalidInput, Note
 from sklambda.model import Model, Scores
 from sklambda.schema import Columns, UnknownPolicy, Validated
 
+NO_FINITE_PREDICTION = "the model gave no finite prediction for this row"
+
 
 @dataclass(frozen=True, slots=True)
 class Scored:
@@ -60,7 +67,42 @@ class Scored:
 
 def _scored(model: Model, checked: Validated) -> Scored:
     scores = model.score_columns(checked.columns)
-    return Scored(model, checked.rows, checked.columns, scores, checked.errors, checked.notes)
+    bad = _not_finite(scores)
+    if bad is None:
+        return Scored(model, checked.rows, checked.columns, scores, checked.errors, checked.notes)
+    # Rows without a finite answer are rejected, never written as predictions.
+    keep = ~bad
+    dropped = {checked.rows[i] for i in np.flatnonzero(bad)}
+    errors = [*checked.errors, *(FieldError(row, None, NO_FINITE_PREDICTION) for row in dropped)]
+    errors.sort(key=lambda e: e.row)
+    return Scored(
+        model,
+        [row for row in checked.rows if row not in dropped],
+        {name: column[keep] for name, column in checked.columns.items()},
+        Scores(
+            labels=None if scores.labels is None else scores.labels[keep],
+            probabilities=None if scores.probabilities is None else scores.probabilities[keep],
+            values=None if scores.values is None else scores.values[keep],
+        ),
+        errors,
+        [note for note in checked.notes if note.row not in dropped],
+    )
+
+
+def _not_finite(scores: Scores) -> np.ndarray | None:
+    """A mask of the rows whose probabilities or value are not all finite, or ``None`` when
+    every row's are."""
+    masks: list[np.ndarray] = []
+    if scores.values is not None:
+        masks.append(~np.isfinite(np.asarray(scores.values, dtype=np.float64)))
+    if scores.probabilities is not None:
+        proba = np.asarray(scores.probabilities, dtype=np.float64)
+        finite = np.isfinite(proba)
+        masks.append(np.asarray(~finite.all(axis=1) if finite.ndim == 2 else ~finite))
+    if not masks:
+        return None
+    bad: np.ndarray = np.logical_or.reduce(masks)
+    return bad if bad.any() else None
 
 
 def score_records(
@@ -83,11 +125,15 @@ def score_text(model: Model, columns: Mapping[str, Sequence[str]], n_rows: int) 
 
 def predict_all(model: Model, instances: Sequence[Any]) -> Scored:
     """All or nothing, for the API: any invalid instance raises ``InvalidInput`` naming every
-    reason; otherwise every instance is scored."""
+    reason (an instance the model gives no finite prediction for too); otherwise every
+    instance is scored."""
     checked = model.schema.validate(instances)
     if checked.errors:
         raise InvalidInput(checked.errors)
-    return _scored(model, checked)
+    scored = _scored(model, checked)
+    if scored.errors:
+        raise InvalidInput(scored.errors)
+    return scored
 
 
 class Formatter:

@@ -9,16 +9,21 @@ share, so both give the same error text.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
 from sklambda.manifest import Feature, Label, Manifest
+from sklambda.schema import number_limit
+
+MAX_ERRORS = 100  # as functions/predict/app.py lists at most
 
 
-def feature_json_schema(feature: Feature) -> dict[str, Any]:
-    """The JSON Schema of one feature's value."""
+def feature_json_schema(feature: Feature, limit: float = math.inf) -> dict[str, Any]:
+    """The JSON Schema of one feature's value; numbers of magnitude ``limit`` or more are out
+    of range (what the serving runtime cannot represent)."""
     kind_type = {
         "numeric": "number",
         "integer": "integer",
@@ -38,16 +43,18 @@ def feature_json_schema(feature: Feature) -> dict[str, Any]:
             )
     elif feature.min is not None and feature.max is not None:
         schema["description"] = f"Observed in training from {feature.min:g} to {feature.max:g}."
+    if feature.kind == "numeric" and math.isfinite(limit):
+        schema["exclusiveMinimum"], schema["exclusiveMaximum"] = -limit, limit
     if feature.nullable:
         return {"anyOf": [schema, {"type": "null"}], "description": "Missing values are allowed."}
     return schema
 
 
-def instance_json_schema(features: list[Feature]) -> dict[str, Any]:
+def instance_json_schema(features: list[Feature], limit: float = math.inf) -> dict[str, Any]:
     return {
         "type": "object",
         "title": "Instance",
-        "properties": {f.name: feature_json_schema(f) for f in features},
+        "properties": {f.name: feature_json_schema(f, limit) for f in features},
         "required": [f.name for f in features],
         "additionalProperties": False,
     }
@@ -59,7 +66,11 @@ GENERIC_INSTANCE = {"type": "object", "title": "Instance"}
 def request_model(manifest: Manifest | None, max_instances: int) -> type[BaseModel]:
     """``{"instances": [...]}`` with the manifest's instance schema (a generic object when the
     manifest could not be read, so that the API still starts and answers 503)."""
-    instance = GENERIC_INSTANCE if manifest is None else instance_json_schema(manifest.features)
+    instance = (
+        GENERIC_INSTANCE
+        if manifest is None
+        else instance_json_schema(manifest.features, number_limit(manifest))
+    )
     instances: Any = Annotated[
         list[Annotated[Any, WithJsonSchema(instance)]],
         Field(
@@ -109,7 +120,14 @@ class PredictResponse(_Documented):
 
 class ErrorBody(_Documented):
     message: str
-    errors: list[Note] = Field(default_factory=list)
+    errors: list[Note] = Field(
+        default_factory=list, description=f"The first {MAX_ERRORS} field errors at most."
+    )
+    errors_omitted: int = Field(
+        default=0,
+        ge=0,
+        description="How many field errors were left out of errors (present when any were).",
+    )
     request_id: str | None = None
 
 
@@ -151,8 +169,9 @@ ROUTES = (
             413: {"description": "Too many instances, or the body is too large.", **ERROR},
             415: {"description": "The body is not declared as JSON.", **ERROR},
             422: {
-                "description": "Instances that do not match the model's input schema; every "
-                "field error is listed.",
+                "description": "Instances that do not match the model's input schema, or that "
+                f"the model gives no finite prediction for; up to {MAX_ERRORS} field errors are "
+                "listed, errors_omitted counts the others.",
                 **ERROR,
             },
             **_UNAVAILABLE,

@@ -4,12 +4,17 @@ REST API would send, the function's handler called in-process, its answer back a
 Routes and the auth mode come from ``template.yaml`` (the API's OpenAPI definition and the
 ``AuthMode`` parameter); the handler module is loaded again when its source or the ``sklambda``
 package changes, so an edit needs no rebuild. Built on Werkzeug's WSGI server.
+
+Where the deployed service would fail, so does this one, the same way: a handler that raises,
+returns no status or an answer over Lambda's 6 MB response limit makes a 502 with API Gateway's
+``Internal server error`` body (so tests over HTTP see what a client would).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import secrets
 import threading
 import time
@@ -26,6 +31,9 @@ from sklambda_tools.local import LambdaContext, TemplateResolver, load_handler, 
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")
 MISSING_TOKEN = {"message": "Missing Authentication Token"}
 FORBIDDEN = {"message": "Forbidden"}
+INTERNAL_ERROR = {"message": "Internal server error"}  # API Gateway's, when the function fails
+LAMBDA_RESPONSE_LIMIT = 6 * 1024 * 1024  # bytes of a synchronous invocation's response
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -190,13 +198,26 @@ class LocalApi:
         event = self.event(environ, route, body)
         function = self.functions[route.function]
         context = LambdaContext(function_name=route.function, timeout_seconds=function.timeout)
-        result = function.handler()(event, context)
-        headers = dict(result.get("headers") or {})
-        for name, values in (result.get("multiValueHeaders") or {}).items():
-            headers[name] = values[-1]
-        data = result.get("body") or ""
-        payload = base64.b64decode(data) if result.get("isBase64Encoded") else data.encode()
-        return self._reply(start_response, int(result["statusCode"]), headers, payload)
+        try:
+            result = function.handler()(event, context)
+            size = len(json.dumps(result).encode())
+            if size > LAMBDA_RESPONSE_LIMIT:
+                raise ValueError(f"a response of {size} bytes is over Lambda's limit")
+            status = int(result["statusCode"])
+            headers = dict(result.get("headers") or {})
+            for name, values in (result.get("multiValueHeaders") or {}).items():
+                headers[name] = values[-1]
+            data = result.get("body") or ""
+            payload = base64.b64decode(data) if result.get("isBase64Encoded") else data.encode()
+        except Exception:
+            log.exception("%s failed: API Gateway answers 502", route.function)
+            return self._reply(
+                start_response,
+                502,
+                {"Content-Type": "application/json"},
+                json.dumps(INTERNAL_ERROR).encode(),
+            )
+        return self._reply(start_response, status, headers, payload)
 
     @staticmethod
     def _reply(

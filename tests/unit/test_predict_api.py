@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from sklambda.model import load
@@ -245,8 +247,10 @@ def test_a_body_too_large_is_413_before_parsing(make_app: Callable[..., ModuleTy
 def test_a_model_that_fails_to_load_makes_every_route_503(
     make_app: Callable[..., ModuleType], penguins_copy: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Given an artifact tampered with after packaging
-    (penguins_copy / "model.onnx").write_bytes(b"tampered")
+    # Given an artifact tampered with after packaging (its size kept: the hash tells)
+    graph = bytearray((penguins_copy / "model.onnx").read_bytes())
+    graph[-1] ^= 0xFF
+    (penguins_copy / "model.onnx").write_bytes(bytes(graph))
     app = make_app(penguins_copy)
     # Then every route answers 503 with a fixed message, and the log says why
     for name in ("predict-single.json", "get-model.json", "get-health.json"):
@@ -385,3 +389,347 @@ def test_any_json_body_gets_a_2xx_or_4xx_with_a_json_body(app: ModuleType, body:
 def test_any_text_body_gets_a_4xx(app: ModuleType, raw: str) -> None:
     got, answer = invoke(app, post(raw))
     assert 200 <= got < 500, answer
+
+
+# --- hostile input: a bounded 4xx with a fixed message, never a 5xx ----------------------------
+
+
+def instance_body(**changes: Any) -> str:
+    return json.dumps({"instances": [{**BIRD, **changes}]})
+
+
+def assert_plain_json(raw_body: str) -> None:
+    """A response body any JSON parser takes: UTF-8 text with no lone surrogate, no NaN."""
+    raw_body.encode("utf-8")  # strict: fails on a lone surrogate
+    parsed = json.loads(raw_body, parse_constant=lambda token: pytest.fail(f"{token} in a reply"))
+    json.dumps(parsed, ensure_ascii=False).encode("utf-8")  # nor one escaped as \\ud800
+
+
+def answer(app: ModuleType, ev: dict[str, Any]) -> tuple[int, dict[str, Any], str]:
+    response = app.lambda_handler(ev, LambdaContext(function_name="predict"))
+    assert_plain_json(response["body"])
+    return int(response["statusCode"]), json.loads(response["body"]), response["body"]
+
+
+def test_json_nested_thousands_deep_is_400(app: ModuleType) -> None:
+    deep = '{"instances": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    got, body, _ = answer(app, post(deep))
+    assert (got, body["message"]) == (400, "the request body is not valid JSON")
+    # nesting Python parses, inside an instance, is that field's error
+    nested = instance_body(island=None).replace("null", "[" * 900 + "]" * 900)
+    got, body, _ = answer(app, post(nested))
+    assert got == 422
+    assert body["errors"] == [
+        {"path": "instances[0].island", "reason": "expected a string, got an array"}
+    ]
+
+
+@pytest.mark.parametrize("digits", [400, 4300, 4301, 100_000])
+@pytest.mark.parametrize("sign", ["", "-"])
+def test_integer_literals_beyond_the_double_range_are_a_field_error(
+    app: ModuleType, digits: int, sign: str
+) -> None:
+    # Python's json refuses integer literals over 4,300 digits with a ValueError; they are
+    # numbers out of range like any other beyond the double range
+    text = instance_body(bill_length_mm=0).replace(
+        '"bill_length_mm": 0', f'"bill_length_mm": {sign}{"9" * digits}'
+    )
+    got, body, _ = answer(app, post(text))
+    assert got == 422, body
+    assert body["errors"] == [
+        {"path": "instances[0].bill_length_mm", "reason": "number out of range"}
+    ]
+
+
+@pytest.mark.parametrize("value", [1e39, -1e39, 3.5e38, 1e308, -1.7976931348623157e308])
+def test_a_number_beyond_float32_is_a_field_error_not_a_nan_prediction(
+    make_app: Callable[..., ModuleType], value: float
+) -> None:
+    # The onnx graph takes float32: 1e39 becomes infinity there and the probabilities NaN. Both
+    # runtimes refuse it with the same reason (the bound comes from the artifact)
+    for runtime in ("onnx", "sklearn"):
+        app = make_app(SKLAMBDA_RUNTIME=runtime)
+        got, body, _ = answer(app, post(instance_body(body_mass_g=value)))
+        assert got == 422, (runtime, body)
+        assert body["errors"] == [
+            {"path": "instances[0].body_mass_g", "reason": "number out of range"}
+        ]
+
+
+def test_the_largest_numbers_float32_holds_are_scored(app: ModuleType) -> None:
+    got, body, _ = answer(app, post(instance_body(body_mass_g=3.4e38, bill_depth_mm=-3.4e38)))
+    assert got == 200
+    (prediction,) = body["predictions"]
+    assert all(math.isfinite(p) for p in prediction["probabilities"].values())
+
+
+@pytest.mark.parametrize("where", ["island", "sex"])
+def test_a_lone_surrogate_in_a_category_is_a_field_error(
+    app: ModuleType, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    # Given a category with a lone surrogate: the JSON escape "\ud800" makes one, and a body
+    # handed over as text may hold one raw
+    escaped = instance_body(**{where: "\ud800"})
+    raw = escaped.replace("\\ud800", "\ud800")
+    for body_text in (escaped, raw):
+        got, body, _ = answer(app, post(body_text))
+        # Then it is refused naming the field, before the onnx runtime sees it
+        assert got == 422, body
+        assert body["errors"] == [
+            {"path": f"instances[0].{where}", "reason": "not valid Unicode text (a lone surrogate)"}
+        ]
+    out = capsys.readouterr()
+    assert "Logging error" not in out.err and "Traceback" not in out.err
+
+
+def test_a_lone_surrogate_in_a_key_is_not_echoed(
+    app: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    got, body, _ = answer(app, post(json.dumps({"instances": [{**BIRD, "a\ud800b": 1}]})))
+    assert got == 422
+    assert body["errors"] == [{"path": "instances[0].a\ufffdb", "reason": "unknown feature"}]
+    out = capsys.readouterr()
+    assert "Logging error" not in out.err
+    for line in emitted(out.out):
+        json.dumps(line).encode("utf-8")
+
+
+def test_the_content_type_is_matched_without_regard_to_case(app: ModuleType) -> None:
+    for content_type in ("Application/JSON", "APPLICATION/JSON; charset=UTF-8"):
+        assert answer(app, post(instance_body(), content_type))[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("!!! not base64 !!!", "the request body is not valid base64"),
+        (base64.b64encode(b"\xff\xfe{}").decode(), "the request body is not valid UTF-8"),
+        (
+            base64.b64encode(b'{"instances": "\xe9"}').decode(),
+            "the request body is not valid UTF-8",
+        ),
+        # UTF-16 JSON, which Python's json would guess from the bytes: the API takes UTF-8 only
+        (
+            base64.b64encode(json.dumps({"instances": [BIRD]}).encode("utf-16")).decode(),
+            "the request body is not valid UTF-8",
+        ),
+    ],
+)
+def test_a_base64_body_must_be_utf8_json(app: ModuleType, body: str, message: str) -> None:
+    ev = post(body)
+    ev["isBase64Encoded"] = True
+    got, answer_body, _ = answer(app, ev)
+    assert (got, answer_body["message"]) == (400, message)
+
+
+def test_a_base64_utf8_body_is_scored(app: ModuleType) -> None:
+    ev = post(base64.b64encode(instance_body().encode()).decode())
+    ev["isBase64Encoded"] = True
+    assert answer(app, ev)[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        ({"httpMethod": None}, 404),
+        ({"httpMethod": 7}, 404),
+        ({"path": None, "resource": None}, 404),
+        ({"headers": ["Content-Type"]}, 200),
+        ({"headers": None, "multiValueHeaders": None}, 200),
+        ({"body": {"instances": [BIRD]}}, 400),
+        ({"body": 12}, 400),
+        ({"isBase64Encoded": "yes"}, 400),
+        ({"requestContext": "not an object"}, 200),
+        ({"requestContext": {"requestId": {"an": "object"}}}, 200),
+    ],
+)
+def test_an_odd_event_gets_a_4xx_or_a_prediction(
+    app: ModuleType, change: dict[str, Any], status: int
+) -> None:
+    ev = post(instance_body())
+    for key, value in change.items():
+        if value is None:
+            ev.pop(key, None)
+        else:
+            ev[key] = value
+    got, body, _ = answer(app, ev)
+    assert got == status, body
+    if got >= 400:
+        assert body["request_id"] is None or isinstance(body["request_id"], str)
+
+
+@pytest.mark.parametrize("event_value", [[], "text", 3, None])
+def test_an_event_that_is_no_object_is_404(app: ModuleType, event_value: Any) -> None:
+    got, body, _ = answer(app, event_value)
+    assert (got, body["message"]) == (404, "no such route")
+
+
+def test_many_errors_are_capped_with_a_count_of_the_rest(app: ModuleType) -> None:
+    # Given a body under the 1 MB limit with 90,000 unknown keys (once a 7 MB answer, over the
+    # 6 MB Lambda allows)
+    instance = {**BIRD, **{f"k{i}": 0 for i in range(90_000)}}
+    text = json.dumps({"instances": [instance]}, separators=(",", ":"))
+    assert len(text) < 1_048_576
+    got, body, raw = answer(app, post(text))
+    # Then the answer lists the first 100 errors and counts the others
+    assert got == 422
+    assert len(body["errors"]) == 100 and body["errors"][0]["path"] == "instances[0].k0"
+    assert body["errors_omitted"] == 89_900
+    assert body["message"] == (
+        "some instances do not match the model's input schema (89900 more not shown)"
+    )
+    assert len(raw) < 16_000
+
+
+def test_a_long_unknown_key_is_cut_in_the_answer(app: ModuleType) -> None:
+    got, body, raw = answer(app, post(json.dumps({"instances": [{**BIRD, "k" * 900_000: 0}]})))
+    assert got == 422 and "errors_omitted" not in body
+    (error,) = body["errors"]
+    assert error["path"] == "instances[0]." + "k" * 39 + "…"
+    assert len(raw) < 1_000
+
+
+def test_errors_of_every_instance_are_bounded(app: ModuleType) -> None:
+    bad = {**BIRD, "bill_length_mm": "x" * 300, "island": 3, "sex": ["y" * 300]}
+    got, body, raw = answer(app, post(json.dumps({"instances": [bad] * 1000})))
+    assert got == 422 and len(body["errors"]) == 100 and body["errors_omitted"] == 2900
+    assert len(raw) < 16_000
+
+
+def test_a_prediction_that_is_not_finite_is_refused_naming_the_instance(
+    app: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a backend that gives NaN probabilities for the second row
+    backend = app._model.backend
+    real = backend.score
+
+    def score(columns: Any, probabilities: bool) -> Any:
+        scores = real(columns, probabilities)
+        if len(scores.probabilities) > 1:
+            scores.probabilities[1] = np.nan
+        return scores
+
+    monkeypatch.setattr(backend, "score", score)
+    # When two instances are sent
+    got, body, _ = answer(app, post(json.dumps({"instances": [BIRD, BIRD]})))
+    # Then the request is refused naming the instance the model had no answer for
+    assert got == 422, body
+    assert body["errors"] == [
+        {"path": "instances[1]", "reason": "the model gave no finite prediction for this row"}
+    ]
+
+
+# --- the body fuzzer: hostile bodies and events, in-process (5,000 examples in `make fuzz`) -----
+
+FUZZ_EXAMPLES = int(os.environ.get("SKLAMBDA_FUZZ_BODY_EXAMPLES", "300"))
+FUZZ_SEED = int(os.environ.get("SKLAMBDA_FUZZ_SEED", "20261122"))
+MAX_ANSWER = 256_000  # a fuzzed request is small; so is every answer to it
+
+# any code point, lone surrogates included (JSON's \ud800 escapes make them)
+hostile_text = st.text(st.characters(codec=None, categories=None), max_size=12) | st.sampled_from(
+    ["Biscoe", "Dream", "male", "female", "", "\ud800", "a\udfffb", "é" * 50, "k" * 300]
+)
+hostile_numbers = (
+    st.floats()
+    | st.integers()
+    | st.integers(min_value=-(10**400), max_value=10**400)
+    | st.sampled_from([3.4e38, 3.5e38, -1e39, 1e308, -1.7976931348623157e308, 5e-324, -0.0])
+)
+hostile_leaves = st.none() | st.booleans() | hostile_numbers | hostile_text
+hostile_json = st.recursive(
+    hostile_leaves,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(hostile_text, inner, max_size=4),
+    max_leaves=12,
+)
+hostile_instances = st.dictionaries(
+    st.sampled_from([*BIRD, "extra"]) | hostile_text,
+    hostile_leaves | st.lists(hostile_leaves, max_size=2),
+    max_size=8,
+) | st.builds(
+    lambda changes: {**BIRD, **changes},
+    st.dictionaries(st.sampled_from(list(BIRD)), hostile_leaves, max_size=3),
+)
+
+
+@st.composite
+def hostile_bodies(draw: st.DrawFn) -> str:
+    """A body as a client could send it: JSON (ASCII-escaped or not), or JSON text spliced with
+    what json.dumps cannot write (integer literals of thousands of digits, deep nesting, NaN
+    tokens), or cut short."""
+    document = draw(
+        st.fixed_dictionaries({"instances": st.lists(hostile_instances, min_size=1, max_size=5)})
+        | st.fixed_dictionaries({"instances": hostile_json})
+        | hostile_json
+    )
+    text = json.dumps(document, ensure_ascii=draw(st.booleans()))
+    splice = draw(st.sampled_from(["none", "digits", "deep", "cut", "constant", "surrogate-raw"]))
+    if splice == "digits":
+        digits = draw(st.sampled_from([309, 4300, 4301, 20_000]))
+        text = text.replace("0", "-" * draw(st.booleans()) + "9" * digits, 1)
+    elif splice == "deep":
+        depth = draw(st.sampled_from([500, 5_000, 50_000]))
+        text = text.replace("null", "[" * depth + "]" * depth, 1)
+    elif splice == "cut":
+        text = text[: draw(st.integers(0, len(text)))]
+    elif splice == "constant":
+        text = text.replace("0", draw(st.sampled_from(["NaN", "Infinity", "-Infinity"])), 1)
+    elif splice == "surrogate-raw":
+        text = text.replace("a", "\udc80", 1)
+    return text
+
+
+@st.composite
+def hostile_events(draw: st.DrawFn) -> dict[str, Any]:
+    content_type = draw(
+        st.sampled_from(["application/json", "Application/JSON", "application/json; charset=utf-8"])
+        | st.none()
+        | st.sampled_from(["text/plain", "application/x-www-form-urlencoded", ""])
+    )
+    ev = post(draw(hostile_bodies()), content_type)
+    how = draw(st.sampled_from(["text", "text", "text", "base64", "base64-bytes", "odd-event"]))
+    if how == "base64":
+        ev["body"] = base64.b64encode(
+            ev["body"].encode("utf-8", draw(st.sampled_from(["surrogatepass", "replace"])))
+        ).decode()
+        ev["isBase64Encoded"] = True
+    elif how == "base64-bytes":
+        ev["body"] = draw(
+            st.binary(max_size=60).map(lambda b: base64.b64encode(b).decode())
+            | st.text(max_size=20)
+        )
+        ev["isBase64Encoded"] = True
+    elif how == "odd-event":
+        key = draw(st.sampled_from(["httpMethod", "path", "headers", "requestContext", "body"]))
+        ev[key] = draw(hostile_json)
+    return ev
+
+
+@settings(
+    max_examples=FUZZ_EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+@seed(FUZZ_SEED)
+@given(ev=hostile_events())
+def test_fuzzed_requests_get_a_bounded_answer_and_never_a_5xx(
+    app: ModuleType, ev: dict[str, Any]
+) -> None:
+    got, body, raw = answer(app, ev)
+    assert got in (200, 400, 404, 413, 415, 422), body
+    assert len(raw) < MAX_ANSWER
+    if got == 200:
+        document = json.loads(ev["body"]) if not ev.get("isBase64Encoded") else None
+        if document is not None:
+            assert len(body["predictions"]) == len(document["instances"])
+        for p in body["predictions"]:
+            assert all(math.isfinite(v) for v in p["probabilities"].values())
+    else:
+        assert isinstance(body["message"], str) and len(body["message"]) < 200
+        assert len(body.get("errors", [])) <= 100
+
+
+def test_the_documented_cap_is_the_handlers(app: ModuleType) -> None:
+    from sklambda_tools import contracts
+
+    assert app.MAX_ERRORS == contracts.MAX_ERRORS == 100

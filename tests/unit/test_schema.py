@@ -10,9 +10,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sklambda.errors import FileError
+from sklambda.errors import FieldError, FileError
 from sklambda.manifest import Feature
-from sklambda.schema import FAST_ROWS, InputSchema, UnknownPolicy, _cell_value
+from sklambda.schema import (
+    FAST_ROWS,
+    FLOAT32_LIMIT,
+    OUT_OF_RANGE,
+    InputSchema,
+    UnknownPolicy,
+    _cell_value,
+    loads,
+    number_limit,
+)
 
 FEATURES = [
     Feature(name="n", kind="numeric", nullable=False),
@@ -178,6 +187,16 @@ cells = st.sampled_from(
         "1e19",
         "-9223372036854775809",
         "1e400",
+        "3.4e38",
+        "3.4028235e38",
+        "-3.5e38",
+        "1e39",
+        "1e308",
+        "1" + "0" * 400,
+        "-" + "9" * 5000,
+        "\ud800",
+        "a\udfff",
+        "é",
     ]
 )
 
@@ -187,7 +206,7 @@ cells = st.sampled_from(
     rows=st.lists(st.fixed_dictionaries({f.name: cells for f in FEATURES}), min_size=1, max_size=6)
 )
 def test_text_cells_get_the_same_verdicts_as_their_json_values(rows: list[dict[str, str]]) -> None:
-    schema = InputSchema(FEATURES)
+    schema = InputSchema(FEATURES, number_limit=FLOAT32_LIMIT)
     by_text = schema.validate_text({f.name: [r[f.name] for r in rows] for f in FEATURES}, len(rows))
     by_value = schema.validate(
         [{f.name: _cell_value(f, r[f.name]) for f in FEATURES} for r in rows]
@@ -208,7 +227,8 @@ any_value = (
     | st.booleans()
     | st.integers(min_value=-(10**20), max_value=10**20)
     | st.floats()
-    | st.sampled_from(["a", "b", "z", ""])
+    | st.sampled_from([3.4e38, -3.5e38, 1e39, 10**39, 1e308, 10**400])
+    | st.sampled_from(["a", "b", "z", "", "\ud800", "é"])
 )
 
 
@@ -237,7 +257,7 @@ clean = st.fixed_dictionaries(
 def test_many_rows_get_the_row_by_row_verdict(
     rows: list[dict[str, Any]], unknown: UnknownPolicy
 ) -> None:
-    schema = InputSchema(FEATURES)
+    schema = InputSchema(FEATURES, number_limit=FLOAT32_LIMIT)
     fast, slow = schema.validate(rows, unknown=unknown), schema.validate_rows(rows, unknown=unknown)
     assert (fast.rows, fast.errors, fast.notes) == (slow.rows, slow.errors, slow.notes)
     for name in schema.names:
@@ -250,3 +270,118 @@ def test_clean_rows_take_the_column_wise_path(monkeypatch: pytest.MonkeyPatch) -
     schema = InputSchema(FEATURES)
     monkeypatch.setattr(schema, "validate_rows", None)  # would fail if it were called
     assert schema.validate([GOOD] * FAST_ROWS).rows == list(range(FAST_ROWS))
+
+
+# --- numbers the serving runtime cannot represent, text it cannot encode ------------------------
+
+
+@pytest.mark.parametrize("value", [1e39, -1e39, 3.5e38, 1e308, -1.7e308, 10**39, 10**400])
+@pytest.mark.parametrize("rows", [1, FAST_ROWS])
+def test_a_number_beyond_float32_is_out_of_range_when_the_graph_takes_float32(
+    value: float, rows: int
+) -> None:
+    # Given a schema bounded by float32 (the onnx graph's input type) and a row with a number
+    # float32 would turn into infinity, alone or among clean rows (the column-wise path)
+    schema = InputSchema(FEATURES, number_limit=FLOAT32_LIMIT)
+    batch = [GOOD] * (rows - 1) + [{**GOOD, "n": value, "m": value}]
+    # When the rows are validated, as JSON values and as text cells
+    by_value = schema.validate(batch)
+    cells = {f.name: [_text(r[f.name]) for r in batch] for f in FEATURES}
+    by_text = schema.validate_text(cells, len(batch))
+    # Then both numbers of that row are out of range, with the same reason either way
+    for result in (by_value, by_text):
+        assert result.rows == list(range(rows - 1))
+        assert [(e.row, e.field, e.reason) for e in result.errors] == [
+            (rows - 1, "n", OUT_OF_RANGE),
+            (rows - 1, "m", OUT_OF_RANGE),
+        ]
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+@pytest.mark.parametrize("value", [3.4e38, -3.4028234663852886e38, 3.4028235e38, 1e-45])
+def test_numbers_float32_holds_are_accepted(value: float) -> None:
+    schema = InputSchema(FEATURES, number_limit=FLOAT32_LIMIT)
+    result = schema.validate([{**GOOD, "n": value}])
+    assert result.errors == [] and result.columns["n"].tolist() == [value]
+    assert np.isfinite(np.float32(value))
+
+
+def test_without_a_bound_any_finite_double_is_accepted() -> None:
+    result = InputSchema(FEATURES).validate([{**GOOD, "n": 1e308}])
+    assert result.errors == []
+
+
+def test_the_bound_comes_from_the_artifact_not_the_runtime_serving_it() -> None:
+    from sklambda.model import load
+
+    from support import PENGUINS_DIR
+
+    onnx, sklearn = load(PENGUINS_DIR), load(PENGUINS_DIR, "sklearn")
+    assert number_limit(onnx.manifest) == FLOAT32_LIMIT  # its graph takes float32
+    assert onnx.schema.number_limit == sklearn.schema.number_limit == FLOAT32_LIMIT
+    # FLOAT32_LIMIT is the smallest magnitude that float32 rounds to infinity
+    with np.errstate(over="ignore"):
+        assert np.isinf(np.float32(FLOAT32_LIMIT))
+    assert np.isfinite(np.float32(np.nextafter(FLOAT32_LIMIT, 0)))
+
+
+@pytest.mark.parametrize("text", ["\ud800", "a\udfffb", "\udc80" * 3])
+def test_a_lone_surrogate_is_refused_and_never_echoed(text: str) -> None:
+    # Given a category holding a lone surrogate (JSON's "\\ud800" escape makes one)
+    schema = InputSchema(FEATURES)
+    for feature in ("c", "strict"):
+        (reason,) = reasons(schema, **{feature: text})
+        # Then the row is refused with a fixed reason that can be written as UTF-8
+        assert reason == f"instances[0].{feature}: not valid Unicode text (a lone surrogate)"
+    # And an unknown key holding one is named without it
+    (error,) = schema.validate([{**GOOD, text: 1}]).errors
+    assert error.reason == "unknown feature"
+    assert error.path().encode("utf-8")
+
+
+def test_a_long_unknown_key_is_cut_in_the_path() -> None:
+    schema = InputSchema(FEATURES)
+    (error,) = schema.validate([{**GOOD, "k" * 100_000: 1}]).errors
+    assert error.reason == "unknown feature"
+    assert error.field is not None and len(error.field) <= 40 and error.field.endswith("…")
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("1" * 5000, 10**400),
+        ("-" + "9" * 5000, -(10**400)),
+        ('{"a": [' + "7" * 4301 + "]}", {"a": [10**400]}),
+        ("[1, 2.5, 1e400]", [1, 2.5, math.inf]),
+    ],
+)
+def test_json_integer_literals_of_any_length_parse_to_a_number_out_of_range(
+    text: str, value: Any
+) -> None:
+    # An integer literal longer than Python converts (4,300 digits) is far beyond any range:
+    # it parses to a stand-in that every check refuses as out of range, not to an error
+    assert loads(text) == value
+    number = loads("1" * 5000)
+    assert InputSchema(FEATURES).validate([{**GOOD, "n": number, "i": number}]).errors == [
+        FieldError(0, "n", OUT_OF_RANGE),
+        FieldError(0, "i", OUT_OF_RANGE),
+    ]
+
+
+@pytest.mark.parametrize("rows", [1, FAST_ROWS])
+def test_a_lone_surrogate_is_refused_where_any_category_is_taken(rows: int) -> None:
+    schema = InputSchema([Feature(name="c", kind="categorical", nullable=True)])
+    values = ["é"] * (rows - 1) + ["x\ud800"]
+    expected = [(rows - 1, "c", "not valid Unicode text (a lone surrogate)")]
+    by_value = schema.validate([{"c": v} for v in values])
+    by_text = schema.validate_text({"c": values}, rows)
+    for result in (by_value, by_text):
+        assert [(e.row, e.field, e.reason) for e in result.errors] == expected
+        assert result.rows == list(range(rows - 1))
