@@ -2,9 +2,11 @@
 
 Triggered by S3 ``ObjectCreated`` notifications (asynchronous invocation). The handler walks the
 records, URL-decodes each key, and hands the object to ``sklambda.batch``. A failure that a retry
-cannot mend (a bad file, too little time) is recorded in the file's job record and sent to the
-dead-letter queue at once; anything else is raised, so that Lambda retries the event and, when
-the retries are spent, sends it to the same queue.
+cannot mend (a bad file, too little time) is recorded in the file's job record, with its
+dead-letter message pending, and sent to the dead-letter queue at once; the record then says it
+was sent. A send that fails is raised: the retry finds the letter pending and sends it. Anything
+else is raised too, so that Lambda retries the event and, when the retries are spent, sends it
+to the same queue.
 """
 
 import json
@@ -15,7 +17,14 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sklambda import aws
-from sklambda.batch import Result, output_keys, process_object
+from sklambda.batch import (
+    Result,
+    bounded,
+    check_settings,
+    dead_letter_sent,
+    output_keys,
+    process_object,
+)
 from sklambda.metrics import Dimension, MetricName, MetricSet, Unit
 from sklambda.model import get_model
 from sklambda.settings import BatchSettings, get_settings
@@ -23,6 +32,7 @@ from sklambda.settings import BatchSettings, get_settings
 logger = Logger()
 settings = get_settings(BatchSettings)  # a missing queue fails the init, naming the variable
 model = get_model(settings)  # a model that does not load fails the init: Lambda retries, then DLQ
+check_settings(model, settings)  # passthrough columns that clash with the outputs fail it too
 DIMENSIONS = {
     Dimension.MODEL_NAME: model.name,
     Dimension.MODEL_VERSION: model.version,
@@ -58,7 +68,7 @@ def record_metrics(metrics: MetricSet, result: Result) -> None:
 
 def _dead_letter(result: Result, bucket: str) -> None:
     body = {
-        "reason": result.reason,
+        "reason": bounded(str(result.reason)),
         "source": result.record.get("source"),
         "record": f"s3://{bucket}/{output_keys(result.key).record}",
     }
@@ -87,6 +97,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                     etag=s3_info["object"].get("eTag"),
                     size=s3_info["object"].get("size"),
                     remaining_ms=context.get_remaining_time_in_millis,
+                    request_id=context.aws_request_id,
                 )
             except Exception:
                 metrics.add(MetricName.FILES_FAILED, 1)
@@ -104,7 +115,17 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             }
             if result.status == "failed":
                 logger.error("file failed", extra=log)
-                _dead_letter(result, bucket)
+                if result.dead_letter == "pending":
+                    try:
+                        _dead_letter(result, bucket)
+                        dead_letter_sent(aws.client("s3"), bucket, result)
+                    except Exception:
+                        logger.exception(
+                            "dead-letter message not sent or not recorded; raising so that "
+                            "Lambda retries (the retry sends it)",
+                            extra={"key": key},
+                        )
+                        raise
             else:
                 logger.info("file done", extra=log)
             record_metrics(metrics, result)

@@ -15,8 +15,11 @@ required setting, or has one out of range, fails its init with a message naming 
 | ``SKLAMBDA_CAPTURE_STREAM`` | predict | required when the rate is above 0 | the Firehose stream |
 | ``SKLAMBDA_DEAD_LETTER_QUEUE_URL`` | batch | required | where failed files are reported |
 | ``SKLAMBDA_CHUNK_ROWS`` | batch | 10000 | rows read, scored and written at a time |
-| ``SKLAMBDA_ID_COLUMN`` | batch | none | an input column copied to the predictions |
-| ``SKLAMBDA_UNKNOWN_COLUMNS`` | batch | reject | ``reject`` or ``ignore`` columns the model lacks |
+| ``SKLAMBDA_PASSTHROUGH_COLUMNS`` | batch | none | input columns copied next to the predictions |
+| ``SKLAMBDA_UNKNOWN_COLUMNS`` | batch | ignore | ``ignore`` or ``reject`` columns the model lacks |
+| ``SKLAMBDA_MAX_LINE_BYTES`` | batch | 1048576 | the longest CSV record or JSON line |
+| ``SKLAMBDA_MAX_COLUMNS`` | batch | 1000 | the most columns a CSV header may have |
+| ``SKLAMBDA_MAX_EXPANSION`` | batch | 100 | the most a gzipped file may expand (past 16 MiB) |
 | ``SKLAMBDA_TIME_GUARD_SECONDS`` | batch | 30 | stop a file cleanly when less time is left |
 | ``SKLAMBDA_DATA_BUCKET`` | drift | required | captures, job records and reports |
 | ``SKLAMBDA_DRIFT_WINDOW_HOURS`` | drift | 24 | hours one drift report covers |
@@ -78,9 +81,24 @@ class PredictSettings(Settings):
 class BatchSettings(Settings):
     dead_letter_queue_url: str
     chunk_rows: int = field(default=10_000, metadata={"ge": 1, "le": 1_000_000})
-    id_column: str | None = None
-    unknown_columns: Literal["reject", "ignore"] = "reject"
+    passthrough_columns: str = ""  # comma-separated input columns copied to the predictions
+    unknown_columns: Literal["reject", "ignore"] = "ignore"
     time_guard_seconds: float = field(default=30.0, metadata={"ge": 0})
+    max_line_bytes: int = field(default=1_048_576, metadata={"ge": 1024, "le": 67_108_864})
+    max_columns: int = field(default=1000, metadata={"ge": 1, "le": 100_000})
+    max_expansion: int = field(default=100, metadata={"ge": 1, "le": 100_000})
+
+    @property
+    def passthrough(self) -> list[str]:
+        """The passthrough columns, in order, each once."""
+        names = (name.strip() for name in self.passthrough_columns.split(","))
+        return list(dict.fromkeys(name for name in names if name))
+
+    def check(self) -> None:
+        if "row" in self.passthrough:
+            raise ConfigurationError(
+                f"{variable('passthrough_columns')} names 'row', the predictions' own column"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

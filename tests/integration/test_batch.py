@@ -280,7 +280,7 @@ def test_gzip_in_gives_gzip_out(env: Env, suffix: str, text: Callable[..., str])
 
 
 def test_an_id_column_is_passed_through(make_env: Callable[..., Env]) -> None:
-    env = make_env(SKLAMBDA_ID_COLUMN="bird")
+    env = make_env(SKLAMBDA_PASSTHROUGH_COLUMNS="bird")
     rows = [{**b, "bird": f"tag, {i}"} for i, b in enumerate(BIRDS[:4])]
     env.invoke(env.drop("incoming/ids.csv", csv_text(rows, ["bird", *FEATURES])))
     env.invoke(env.drop("incoming/ids.jsonl", jsonl_text(rows)))
@@ -437,16 +437,22 @@ def test_missing_columns_are_named(env: Env) -> None:
     assert record["reason"] == "missing required columns ['body_mass_g', 'sex']"
 
 
-def test_unknown_columns_are_rejected_or_ignored(make_env: Callable[..., Env]) -> None:
+def test_unknown_columns_are_rejected_when_asked(make_env: Callable[..., Env]) -> None:
     rows = [{**b, "colour": "black"} for b in BIRDS[:5]]
-    strict = make_env()
+    strict = make_env(SKLAMBDA_UNKNOWN_COLUMNS="reject")
     record = failed(strict, "incoming/wide.csv", csv_text(rows, [*FEATURES, "colour"]))
     assert record["reason"].startswith("unknown columns ['colour']")
-    lenient = make_env(SKLAMBDA_UNKNOWN_COLUMNS="ignore")
-    lenient.invoke(lenient.drop("incoming/wide2.csv", csv_text(rows, [*FEATURES, "colour"])))
-    out = lenient.outputs("incoming/wide2.csv")
-    assert out.record is not None and out.record["ignored_columns"] == ["colour"]
-    assert len(out.prediction_rows()) == 5
+
+
+def test_unknown_columns_are_ignored_by_default(env: Env) -> None:
+    rows = [{**b, "colour": "black"} for b in BIRDS[:5]]
+    env.invoke(env.drop("incoming/wide2.csv", csv_text(rows, [*FEATURES, "colour"])))
+    env.invoke(env.drop("incoming/wide2.jsonl", jsonl_text(rows)))
+    for key in ("incoming/wide2.csv", "incoming/wide2.jsonl"):
+        out = env.outputs(key)
+        assert out.record is not None and out.record["ignored_columns"] == ["colour"]
+        assert out.record["settings"]["unknown_columns"] == "ignore"
+        assert out.record["rows"] == {"read": 5, "scored": 5, "rejected": 0}
 
 
 def test_an_object_deleted_before_it_is_read(env: Env) -> None:
@@ -473,7 +479,7 @@ def test_a_repeated_permanent_failure_is_not_processed_again(env: Env) -> None:
 
 
 def test_bom_crlf_and_quoted_fields_are_read(make_env: Callable[..., Env]) -> None:
-    env = make_env(SKLAMBDA_ID_COLUMN="note")
+    env = make_env(SKLAMBDA_PASSTHROUGH_COLUMNS="note")
     rows = [
         {**b, "note": text}
         for b, text in zip(BIRDS[:3], ['a, "b"', "two\nlines", "plain"], strict=True)
@@ -527,7 +533,8 @@ def test_the_time_guard_stops_cleanly_and_records_the_row(
     env = make_env(SKLAMBDA_CHUNK_ROWS="20000")
     rows = [BIRDS[i % len(BIRDS)] for i in range(100_000)]  # ~5.6 MB: at least one part uploaded
     key = "incoming/long.csv"
-    result = env.invoke(env.drop(key, csv_text(rows)), ShrinkingContext(checks_before_short=3))
+    # one check when the job claims the file (its deadline), then one per chunk
+    result = env.invoke(env.drop(key, csv_text(rows)), ShrinkingContext(checks_before_short=4))
     assert result["results"][0]["status"] == "failed"
     out = env.outputs(key)
     assert out.record is not None and out.record["row_reached"] == 60_000

@@ -106,7 +106,12 @@ class BatchRun:
 
     def __init__(self, s3: Any, key: str, body: str, chunk_rows: int) -> None:
         s3.put_object(Bucket=BUCKET, Key=key, Body=body.encode("utf-8"))
-        env = {"SKLAMBDA_DEAD_LETTER_QUEUE_URL": "unused", "SKLAMBDA_CHUNK_ROWS": str(chunk_rows)}
+        env = {
+            "SKLAMBDA_DEAD_LETTER_QUEUE_URL": "unused",
+            "SKLAMBDA_CHUNK_ROWS": str(chunk_rows),
+            # the API rejects unknown features; batch ignores unknown columns unless told so
+            "SKLAMBDA_UNKNOWN_COLUMNS": "reject",
+        }
         self.result = process_object(s3, BUCKET, key, MODEL, read_settings(BatchSettings, env))
         path = key.removeprefix("incoming/")
 

@@ -252,7 +252,7 @@ def test_the_batch_limits_reach_the_function(template: dict[str, Any]) -> None:
         "SKLAMBDA_UNKNOWN_COLUMNS": ("BatchUnknownColumns", "ignore"),
         "SKLAMBDA_MAX_LINE_BYTES": ("BatchMaxLineBytes", 1_048_576),
         "SKLAMBDA_MAX_COLUMNS": ("BatchMaxColumns", 1000),
-        "SKLAMBDA_MAX_EXPANSION": ("BatchMaxExpansion", 200),
+        "SKLAMBDA_MAX_EXPANSION": ("BatchMaxExpansion", 100),
     }
     for variable, (parameter, default) in expected.items():
         assert env[variable] == {"Ref": parameter}, variable
