@@ -27,6 +27,7 @@ import numpy as np
 
 from sklambda.errors import FieldError, FileError, Note
 from sklambda.manifest import Feature
+from sklambda.typed import describe
 
 if TYPE_CHECKING:
     from sklambda.manifest import Manifest
@@ -65,23 +66,6 @@ class Validated:
     @property
     def rejected_rows(self) -> list[int]:
         return sorted({e.row for e in self.errors})
-
-
-def describe(value: Any) -> str:
-    """Name a JSON value's type for an error message: ``a string``, ``a number``..."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, Mapping):
-        return "an object"
-    if isinstance(value, (list, tuple)):
-        return "an array"
-    return "an unsupported value"
 
 
 def _echo(text: str) -> str:

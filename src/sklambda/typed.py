@@ -54,7 +54,9 @@ def _fields(cls: type) -> tuple[dataclasses.Field[Any], ...]:
     return dataclasses.fields(cls)
 
 
-def _kind(value: Any) -> str:
+def describe(value: Any) -> str:
+    """Name a JSON value's type for a message: ``a string``, ``a number``... (the contracts'
+    errors and the input schema's reasons use the same words)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -67,7 +69,7 @@ def _kind(value: Any) -> str:
         return "an object"
     if isinstance(value, (list, tuple)):
         return "an array"
-    return type(value).__name__
+    return "an unsupported value"
 
 
 def build(cls: type[T], data: Any, path: str = "", *, text: bool = False) -> T:
@@ -84,7 +86,7 @@ def _join(path: str, part: str | int) -> str:
 
 def _object(cls: type, data: Any, path: str, text: bool) -> Any:
     if not isinstance(data, Mapping):
-        raise ContractError(path, f"expected an object, got {_kind(data)}")
+        raise ContractError(path, f"expected an object, got {describe(data)}")
     hints = _hints(cls)
     fields = _fields(cls)
     known = {f.name for f in fields}
@@ -134,12 +136,12 @@ def _value(hint: Any, data: Any, path: str, text: bool) -> Any:
         return _union(get_args(hint), data, path, text)
     if origin is list:
         if not isinstance(data, list):
-            raise ContractError(path, f"expected an array, got {_kind(data)}")
+            raise ContractError(path, f"expected an array, got {describe(data)}")
         (item,) = get_args(hint)
         return [_value(item, v, _join(path, i), text) for i, v in enumerate(data)]
     if origin is dict:
         if not isinstance(data, Mapping):
-            raise ContractError(path, f"expected an object, got {_kind(data)}")
+            raise ContractError(path, f"expected an object, got {describe(data)}")
         _, item = get_args(hint)
         return {str(k): _value(item, v, _join(path, str(k)), text) for k, v in data.items()}
     return _scalar(hint, data, path, text)
@@ -172,13 +174,13 @@ def _scalar(hint: Any, data: Any, path: str, text: bool) -> Any:
     if hint is str:
         if isinstance(data, str):
             return data
-        raise ContractError(path, f"expected a string, got {_kind(data)}")
+        raise ContractError(path, f"expected a string, got {describe(data)}")
     if hint is bool:
         if isinstance(data, bool):
             return data
         if text and isinstance(data, str) and data.lower() in ("true", "false"):
             return data.lower() == "true"
-        raise ContractError(path, f"expected a boolean, got {_kind(data)}")
+        raise ContractError(path, f"expected a boolean, got {describe(data)}")
     if hint is int:
         if isinstance(data, int) and not isinstance(data, bool):
             return data
@@ -187,7 +189,7 @@ def _scalar(hint: Any, data: Any, path: str, text: bool) -> Any:
                 return int(data)
             except ValueError:
                 pass
-        raise ContractError(path, f"expected an integer, got {_kind(data)}")
+        raise ContractError(path, f"expected an integer, got {describe(data)}")
     if hint is float:
         if isinstance(data, (int, float)) and not isinstance(data, bool):
             return float(data)
@@ -199,11 +201,11 @@ def _scalar(hint: Any, data: Any, path: str, text: bool) -> Any:
             else:
                 if math.isfinite(number):
                     return number
-        raise ContractError(path, f"expected a number, got {_kind(data)}")
+        raise ContractError(path, f"expected a number, got {describe(data)}")
     if hint is type(None):
         if data is None:
             return None
-        raise ContractError(path, f"expected null, got {_kind(data)}")
+        raise ContractError(path, f"expected null, got {describe(data)}")
     raise TypeError(f"unsupported type in a contract: {hint!r}")
 
 

@@ -147,6 +147,20 @@ def moto_endpoint() -> Iterator[str]:
     server.stop()
 
 
+@pytest.fixture
+def credentials(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Fake credentials and moto's endpoint, in this process and for the built function."""
+    values = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": moto_endpoint,
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values
+
+
 @pytest.mark.parametrize("name", S3_EVENTS)
 def test_the_built_batch_function_scores_like_the_source(
     name: str,
@@ -154,19 +168,11 @@ def test_the_built_batch_function_scores_like_the_source(
     resolvers: dict[str, TemplateResolver],
     python: str,
     runtime_paths: list[str],
-    moto_endpoint: str,
+    credentials: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import boto3
 
-    credentials = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": moto_endpoint,
-    }
-    for key, value in credentials.items():
-        monkeypatch.setenv(key, value)
     s3 = boto3.client("s3")
     sqs = boto3.client("sqs")
     event = json.loads((EVENTS / name).read_text())
@@ -337,20 +343,12 @@ def test_the_built_drift_function_reports_like_the_source(
     resolvers: dict[str, TemplateResolver],
     python: str,
     runtime_paths: list[str],
-    moto_endpoint: str,
+    credentials: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import boto3
 
     # Given the schedule's event and a data bucket with nothing captured in its window
-    credentials = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": moto_endpoint,
-    }
-    for key, value in credentials.items():
-        monkeypatch.setenv(key, value)
     bucket = "built-drift-bucket"
     boto3.client("s3").create_bucket(Bucket=bucket)
     event = json.loads((EVENTS / "drift-schedule.json").read_text())
