@@ -23,7 +23,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sklambda.capture import Capture
-from sklambda.errors import FieldError, InvalidInput, ModelLoadError, Note
+from sklambda.errors import FieldError, InvalidInput, ModelLoadError, Note, SklambdaError
 from sklambda.metrics import Dimension, MetricName, MetricSet, Unit
 from sklambda.model import Model, get_model
 from sklambda.schema import loads
@@ -36,7 +36,7 @@ MAX_LOGGED_ERRORS = 10
 MAX_ERRORS = 100  # field errors listed in one answer; errors_omitted counts the others
 
 
-class HttpError(Exception):
+class HttpError(SklambdaError):
     """A request refused with a status, a fixed message and the field errors behind it."""
 
     def __init__(self, status: int, message: str, errors: list[dict[str, str]] | None = None):

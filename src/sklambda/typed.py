@@ -33,11 +33,14 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
+from sklambda.errors import SklambdaError
+
 T = TypeVar("T")
 
 
-class ContractError(ValueError):
-    """Data that does not fit the contract; ``path`` names the first offending field."""
+class ContractError(SklambdaError, ValueError):
+    """Data that does not fit the contract; ``path`` names the first offending field (readers
+    turn it into ``ManifestError`` or ``ConfigurationError``)."""
 
     def __init__(self, path: str, reason: str) -> None:
         super().__init__(f"{path or '(root)'}: {reason}")
