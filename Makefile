@@ -68,8 +68,12 @@ package: setup  ## package your own pipeline: make package MODEL=pipe.joblib DAT
 	  $(if $(NAME),--name "$(NAME)") $(if $(GATE),--gate "$(GATE)") $(if $(RUNTIME),--runtime "$(RUNTIME)") \
 	  $(if $(TRAIN),--train-data "$(TRAIN)")
 
+# Only the example is trained when missing; any other name must be a packaged model: nothing
+# retrains or overwrites a committed model unless asked to (`make model`).
 $(MODEL_DIR)/model.json:
-	$(MAKE) model
+	@if [ "$(MODEL_NAME)" = penguins ]; then $(MAKE) model; else \
+	  echo "no model '$(MODEL_NAME)' in models/; there are: $$(ls models/*/model.json 2>/dev/null | cut -d/ -f2 | tr '\n' ' ')(make package ... NAME=$(MODEL_NAME) packages one)" >&2; \
+	  exit 2; fi
 
 demo: setup $(MODEL_DIR)/model.json  ## the whole system locally: train and gate, API, batch in S3, metrics
 	$(PY) scripts/demo.py --model $(MODEL_DIR)

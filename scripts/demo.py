@@ -28,7 +28,7 @@ from sklambda_tools.errors import PackagingError
 from sklambda_tools.examples import penguins
 from sklambda_tools.localapi import LocalApi, Server
 from sklambda_tools.localbatch import run_batch
-from sklambda_tools.package import Packaged
+from sklambda_tools.package import Packaged, plural
 
 ROOT = Path(__file__).resolve().parents[1]
 BIRD = json.loads((ROOT / "samples" / "request.json").read_text())["instances"][0]
@@ -84,7 +84,7 @@ def main() -> int:
     m = packaged.manifest
     print(
         f"    {m.name} {m.version}: accuracy {m.metrics.values['accuracy']:.3f}, macro F1 "
-        f"{m.metrics.values['macro_f1']:.3f}; gate passed ({len(m.gate.checks)} checks)"
+        f"{m.metrics.values['macro_f1']:.3f}; gate passed ({plural(len(m.gate.checks), 'check')})"
     )
     print(f"    serving runtime {m.runtime.serving}: {m.runtime.reason}")
 

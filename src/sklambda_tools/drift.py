@@ -78,6 +78,8 @@ def render(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0 when there is no drift (or too little data), 1 on drift, 2 for a file it cannot
+    read."""
     parser = argparse.ArgumentParser(prog="python -m sklambda_tools.drift")
     parser.add_argument("--data", type=Path, required=True, help="a CSV file (or .csv.gz)")
     parser.add_argument("--model", type=Path, default=Path("models/penguins"))
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     print(render(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=_plain))
-    return 0
+    return 1 if report["status"] == "drift" else 0  # a script or a CI step can act on drift
 
 
 def _plain(value: Any) -> Any:

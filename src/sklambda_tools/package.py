@@ -467,6 +467,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def plural(n: int, noun: str) -> str:
+    """``1 check``, ``4 checks``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def summary(packaged: Packaged) -> str:
     m = packaged.manifest
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in m.metrics.values.items())
@@ -475,7 +480,7 @@ def summary(packaged: Packaged) -> str:
         [
             f"packaged {m.name} {m.version} -> {packaged.path}",
             f"  holdout ({m.metrics.rows} rows): {metrics}",
-            f"  gate ({m.gate.source}): passed {len(m.gate.checks)} checks",
+            f"  gate ({m.gate.source}): passed {plural(len(m.gate.checks), 'check')}",
             f"  serving runtime: {m.runtime.serving} ({m.runtime.reason})",
             f"  files: {files}",
         ]

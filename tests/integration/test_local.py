@@ -232,3 +232,21 @@ def test_the_demo_shows_the_whole_system(tmp_path: Path) -> None:
     assert "model.onnx does not match model.json" in out
     assert "body_mass_g" in out and "DRIFT" in out
     assert "local API stopped" in out
+
+
+def test_an_unknown_model_name_is_refused_and_nothing_is_retrained() -> None:
+    # Given the committed example model
+    before = {p.name: p.stat().st_mtime_ns for p in PENGUINS_DIR.iterdir()}
+    # When a command is given a model name that does not exist
+    done = subprocess.run(
+        ["make", "-s", "serve", "MODEL_NAME=pengiuns"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    # Then it stops, naming the models there are, and the example is untouched
+    assert done.returncode != 0
+    assert "no model 'pengiuns' in models/; there are: penguins" in done.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in PENGUINS_DIR.iterdir()} == before

@@ -428,3 +428,19 @@ def test_the_module_runs_as_a_command(byo_files: dict[str, Path], tmp_path: Path
     )
     assert result.returncode == 0, result.stderr
     assert load(out).runtime == "onnx"
+
+
+def test_the_summary_counts_its_gate_checks_in_words(packaged: dict[str, Packaged]) -> None:
+    import dataclasses
+
+    from sklambda_tools.package import summary
+
+    one = packaged["binary"]
+    (check, *_) = one.manifest.gate.checks
+
+    def with_checks(n: int) -> Packaged:
+        gate = dataclasses.replace(one.manifest.gate, checks=[check] * n)
+        return dataclasses.replace(one, manifest=dataclasses.replace(one.manifest, gate=gate))
+
+    assert "passed 1 check\n" in summary(with_checks(1)) + "\n"
+    assert "passed 2 checks\n" in summary(with_checks(2)) + "\n"

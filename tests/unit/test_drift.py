@@ -145,7 +145,7 @@ def test_drift_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture
                 str(tmp_path / "r.json"),
             ]
         )
-        == 0
+        == 1  # drift found: a script or a CI step can act on it
     )
     out = capsys.readouterr().out
     assert ": drift" in out.splitlines()[0]
