@@ -87,7 +87,7 @@ invoke: setup $(MODEL_DIR)/model.json  ## run a function once, as sam local invo
 	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<LogicalId> EVENT=<event file> [PARAMS='Name=Value ...']"; exit 2; }
 	$(PY) scripts/invoke.py "$(FN)" "$(EVENT)" --model $(MODEL_DIR) $(foreach p,$(PARAMS),--param $(p))
 
-drift: setup  ## drift of a CSV against the model's training baselines: make drift DATA=samples/birds-shifted.csv
+drift: setup $(MODEL_DIR)/model.json  ## drift of a CSV against the model's training baselines: make drift DATA=samples/birds-shifted.csv
 	@test -n "$(DATA)" || { echo "usage: make drift DATA=<file.csv> [MODEL_NAME=...]"; exit 2; }
 	$(PY) -m sklambda_tools.drift --data "$(DATA)" --model $(MODEL_DIR)
 
