@@ -19,12 +19,10 @@ from collections.abc import Iterator, Sequence
 from types import ModuleType
 from typing import Any
 
-import boto3
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from moto import mock_aws
 
 from sklambda.batch import process_object
 from sklambda.manifest import Feature
@@ -32,7 +30,7 @@ from sklambda.model import load
 from sklambda.settings import BatchSettings, read_settings
 from sklambda_tools.local import LambdaContext, load_handler, new_execution_environment
 
-from support import PENGUINS_DIR, REPO, event
+from support import PENGUINS_DIR, REPO, event, mocked_bucket
 
 HANDLER = REPO / "functions" / "predict" / "app.py"
 REGION = "us-east-1"
@@ -59,17 +57,8 @@ PROPERTY = settings(
 @pytest.fixture(scope="module")
 def s3() -> Iterator[Any]:
     """One mocked bucket (versioned, as deployed) for the whole module."""
-    with pytest.MonkeyPatch.context() as mp:
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-            mp.setenv(name, "testing")
-        mp.setenv("AWS_DEFAULT_REGION", REGION)
-        with mock_aws():
-            client = boto3.client("s3", region_name=REGION)
-            client.create_bucket(Bucket=BUCKET)
-            client.put_bucket_versioning(
-                Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"}
-            )
-            yield client
+    with mocked_bucket(BUCKET, REGION, versioned=True) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,8 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import numpy as np
 import pytest
-from moto import mock_aws
 
 from sklambda.batch import process_object
 from sklambda.errors import FieldError, InvalidInput
@@ -22,7 +20,7 @@ from sklambda.schema import OUT_OF_RANGE, Columns
 from sklambda.scoring import NO_FINITE_PREDICTION, predict_all, score_records, score_text
 from sklambda.settings import BatchSettings, read_settings
 
-from support import BIRD, PENGUINS_DIR
+from support import BIRD, PENGUINS_DIR, mocked_bucket
 
 REGION, BUCKET = "us-east-1", "sklambda-limits"
 PENGUINS = load(PENGUINS_DIR)
@@ -138,14 +136,8 @@ def test_every_row_without_a_finite_prediction_leaves_empty_predictions() -> Non
 
 @pytest.fixture
 def s3() -> Iterator[Any]:
-    with pytest.MonkeyPatch.context() as mp:
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-            mp.setenv(name, "testing")
-        mp.setenv("AWS_DEFAULT_REGION", REGION)
-        with mock_aws():
-            client = boto3.client("s3", region_name=REGION)
-            client.create_bucket(Bucket=BUCKET)
-            yield client
+    with mocked_bucket(BUCKET, REGION, versioned=False) as client:
+        yield client
 
 
 def batch(s3: Any, model: Model, key: str, body: str) -> tuple[str, list[dict[str, Any]]]:
