@@ -14,21 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from drain import BENCH_DIR
-
-from sklambda_tools.localbatch import moto_server_process
+from batchenv import batch_stack
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL_DIR = ROOT / "models" / "penguins"
 BUCKET = "bench-data"
-REGION = "us-east-1"
 
 WORKER = r"""
 import json, os, sys, time, io
@@ -103,40 +98,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    import boto3
-
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_DEFAULT_REGION": REGION,
-        "SKLAMBDA_MODEL_DIR": str(MODEL_DIR),
-        "SKLAMBDA_CHUNK_ROWS": "10000",
-        "POWERTOOLS_SERVICE_NAME": "batch",
-        "POWERTOOLS_METRICS_NAMESPACE": "sklambda-bench",
-        "BENCH_HANDLER": str(ROOT / "functions" / "batch" / "app.py"),
-        "BENCH_BUCKET": BUCKET,
-        "BENCH_DIR": str(BENCH_DIR),
-    }
-    with moto_server_process() as endpoint:
-        env["AWS_ENDPOINT_URL"] = endpoint
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=env["AWS_ENDPOINT_URL"],
-            region_name=REGION,
-            aws_access_key_id="bench",
-            aws_secret_access_key="bench",
-        )
-        s3.create_bucket(Bucket=BUCKET)
-        # the batch function's settings require its dead-letter queue (used only on failure)
-        sqs = boto3.client(
-            "sqs",
-            endpoint_url=env["AWS_ENDPOINT_URL"],
-            region_name=REGION,
-            aws_access_key_id="bench",
-            aws_secret_access_key="bench",
-        )
-        env["SKLAMBDA_DEAD_LETTER_QUEUE_URL"] = sqs.create_queue(QueueName="bench-dlq")["QueueUrl"]
+    with batch_stack(BUCKET, SKLAMBDA_CHUNK_ROWS="10000") as (env, s3):
         work = ROOT / "out" / "bench"
         work.mkdir(parents=True, exist_ok=True)
         results: dict[str, Any] = {}

@@ -14,20 +14,15 @@ import argparse
 import gzip
 import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from drain import BENCH_DIR
-
-from sklambda_tools.localbatch import moto_server_process
+from batchenv import batch_stack
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL_DIR = ROOT / "models" / "penguins"
 BUCKET = "bench-hardening"
-REGION = "us-east-1"
 HEADER = "island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g,sex\n"
 ROW = "Biscoe,48.6,16.0,230.0,5800.0,male\n"
 LIMIT_MB, LIMIT_S = 512, 30.0
@@ -119,39 +114,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    import boto3
-
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_DEFAULT_REGION": REGION,
-        "SKLAMBDA_MODEL_DIR": str(MODEL_DIR),
-        "POWERTOOLS_SERVICE_NAME": "batch",
-        "POWERTOOLS_METRICS_NAMESPACE": "sklambda-bench",
-        "BENCH_HANDLER": str(ROOT / "functions" / "batch" / "app.py"),
-        "BENCH_BUCKET": BUCKET,
-        "BENCH_DIR": str(BENCH_DIR),
-    }
     results: dict[str, Any] = {}
-    with moto_server_process() as endpoint:
-        env["AWS_ENDPOINT_URL"] = endpoint
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name=REGION,
-            aws_access_key_id="bench",
-            aws_secret_access_key="bench",
-        )
-        s3.create_bucket(Bucket=BUCKET)
-        sqs = boto3.client(
-            "sqs",
-            endpoint_url=endpoint,
-            region_name=REGION,
-            aws_access_key_id="bench",
-            aws_secret_access_key="bench",
-        )
-        env["SKLAMBDA_DEAD_LETTER_QUEUE_URL"] = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+    with batch_stack(BUCKET) as (env, s3):
         for key, body in inputs().items():
             s3.put_object(Bucket=BUCKET, Key=key, Body=body)
             done = subprocess.run(
