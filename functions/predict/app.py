@@ -168,7 +168,7 @@ def predict(event: dict[str, Any], metrics: MetricSet) -> tuple[int, str]:
         metrics.add_per(MetricName.PREDICTED_CLASS, Dimension.CLASS, counts, Unit.COUNT)
     notes = _remarks(scored.notes)
     if capture.sampled():
-        sent = capture.send(_request_id(event), instances, scored)
+        sent = capture.send(_request_id(event), instances, scored, predictions)
         metrics.add(MetricName.CAPTURED_REQUESTS if sent else MetricName.CAPTURE_FAILURES, 1)
     if notes:
         logger.info("scored unseen categories", extra={"notes": notes[:MAX_LOGGED_ERRORS]})

@@ -47,22 +47,35 @@ class Capture:
     def sampled(self) -> bool:
         return self.enabled and self._draw() < self.rate
 
-    def record(self, request_id: str | None, instances: Sequence[Any], scored: Scored) -> bytes:
-        """The captured line: the request's instances and what the core answered."""
+    def record(
+        self,
+        request_id: str | None,
+        instances: Sequence[Any],
+        scored: Scored,
+        predictions: list[dict[str, Any]] | None = None,
+    ) -> bytes:
+        """The captured line: the request's instances and what the core answered
+        (``predictions``, when the caller has already formatted them)."""
         model = scored.model
         payload = {
             "request_id": request_id,
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "model": {"name": model.name, "version": model.version},
             "instances": list(instances),
-            "predictions": scored.predictions(),
+            "predictions": scored.predictions() if predictions is None else predictions,
         }
         return (json.dumps(payload, separators=(",", ":"), allow_nan=False) + "\n").encode()
 
-    def send(self, request_id: str | None, instances: Sequence[Any], scored: Scored) -> bool:
+    def send(
+        self,
+        request_id: str | None,
+        instances: Sequence[Any],
+        scored: Scored,
+        predictions: list[dict[str, Any]] | None = None,
+    ) -> bool:
         """Send one record; ``False`` when it could not be sent (never raises)."""
         try:
-            data = self.record(request_id, instances, scored)
+            data = self.record(request_id, instances, scored, predictions)
             self._client().put_record(DeliveryStreamName=self.stream, Record={"Data": data})
         except Exception:  # a capture must never fail a prediction: the caller counts it
             return False
