@@ -40,8 +40,8 @@ $(STAMP): requirements/dev.txt pyproject.toml
 setup: $(STAMP)  ## create .venv from the pinned requirements
 
 lint: setup  ## ruff (lint and format) and mypy
-	$(BIN)/ruff check src tests functions scripts bench
-	$(BIN)/ruff format --check src tests functions scripts bench
+	$(BIN)/ruff check src tests functions scripts bench examples
+	$(BIN)/ruff format --check src tests functions scripts bench examples
 	$(BIN)/mypy
 
 test: lint tools checkov  ## lint, then the whole test suite (schemathesis and the body fuzzer: fixed seed, a few hundred examples)
