@@ -4,6 +4,9 @@ Starts moto's S3 (and SQS, for the dead-letter queue) on loopback, creates the d
 as template.yaml names it, uploads the file under ``incoming/``, hands the batch function the
 S3 event the bucket notification would send, and downloads the predictions, the errors and the
 manifest to ``out/``.
+
+A file that is not there, a directory, a file that cannot be read, or a model directory without
+``model.json`` is refused before anything starts: one line on stderr, exit status 2.
 """
 
 from __future__ import annotations
@@ -15,14 +18,41 @@ from pathlib import Path
 from sklambda_tools.localbatch import run_batch
 
 ROOT = Path(__file__).resolve().parents[1]
+PROG = "scripts/batch.py"
+
+
+def unusable(file: str, model: Path) -> str | None:
+    """Why the file (or the model) cannot be scored, in one line; None if it can."""
+    if not file:
+        return "no file given: make batch FILE=<a .csv, .jsonl, .csv.gz or .jsonl.gz file>"
+    path = Path(file)
+    try:
+        if path.is_dir():
+            return f"{file} is a directory, not a file: make batch FILE=<a file>"
+        with path.open("rb") as f:
+            f.read(1)
+    except FileNotFoundError:
+        return f"{file}: no such file"
+    except PermissionError:
+        return f"cannot read {file}: permission denied"
+    except OSError as exc:
+        return f"cannot read {file}: {exc.strerror or exc}"
+    if not (model / "model.json").is_file():
+        return f"no model.json in {model}: --model is a packaged model's directory"
+    return None
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="scripts/batch.py")
-    parser.add_argument("file", type=Path)
+    parser = argparse.ArgumentParser(prog=PROG)
+    parser.add_argument("file", help="the file to score (.csv, .jsonl, gzipped or not)")
     parser.add_argument("--out", type=Path, default=ROOT / "out")
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "penguins")
     args = parser.parse_args()
+    problem = unusable(args.file, args.model)
+    if problem is not None:
+        print(f"{PROG}: {problem}", file=sys.stderr)
+        return 2
+    args.file = Path(args.file)
     done = run_batch(ROOT, args.file, args.out, model_dir=args.model.resolve())
     m = done.manifest or {}
     rows = m.get("rows", {})

@@ -1,12 +1,59 @@
-"""Render ``MODEL_CARD.md``: the manifest's facts, for people. Pure function of the manifest."""
+"""Render ``MODEL_CARD.md``: the manifest's facts, for people. Pure function of the manifest.
+
+Only the figures a model has are shown: a regressor's ONNX parity is its value difference, a
+classifier's its label agreement (and its probability difference when it has probabilities);
+a table cell that does not apply says so (``—``) rather than staying empty.
+"""
 
 from __future__ import annotations
 
-from sklambda.manifest import CategoricalBaseline, Manifest
+from collections.abc import Iterable
+
+from sklambda.manifest import CategoricalBaseline, Feature, Manifest, Parity
+
+NOT_APPLICABLE = "—"
 
 
 def _num(x: float | None) -> str:
-    return "" if x is None else f"{x:.4g}"
+    return NOT_APPLICABLE if x is None else f"{x:.4g}"
+
+
+def _listed(items: Iterable[object], empty: str = "none") -> str:
+    return ", ".join(str(i) for i in items) or empty
+
+
+def _values(f: Feature) -> str:
+    """The "Categories / range" cell of a feature."""
+    if f.categories is not None:
+        return _listed(f.categories, "none seen in training")
+    if f.kind == "boolean":
+        return "true or false"
+    if f.min is not None and f.max is not None:
+        return f"{_num(f.min)} to {_num(f.max)}"
+    if f.min is not None:
+        return f"from {_num(f.min)}"
+    if f.max is not None:
+        return f"up to {_num(f.max)}"
+    return "not recorded"
+
+
+def _unseen(f: Feature) -> str:
+    """The "Unseen category" cell of a feature."""
+    if f.categories is None:
+        return NOT_APPLICABLE
+    return "rejected" if f.unseen == "reject" else (f.unseen_handling or "scored")
+
+
+def _parity_figures(m: Manifest, p: Parity) -> list[str]:
+    """The parity figures that exist for the model's task, in words."""
+    figures: list[tuple[str, float | None]]
+    if m.output.task == "regression":
+        figures = [("max relative value difference", p.max_rel_value_diff)]
+    else:
+        figures = [("label agreement", p.label_agreement)]
+        if m.output.probabilities:
+            figures.append(("max probability difference", p.max_abs_proba_diff))
+    return [f"{name} {_num(value)}" for name, value in figures if value is not None]
 
 
 def render_card(m: Manifest) -> str:
@@ -19,17 +66,17 @@ def render_card(m: Manifest) -> str:
         "",
         "## Summary",
         "",
-        "| | |",
+        "| Fact | Value |",
         "|---|---|",
         f"| Task | {out.task} of `{out.target}` |",
     ]
     if out.classes is not None:
-        lines.append(f"| Classes | {', '.join(str(c) for c in out.classes)} |")
+        lines.append(f"| Classes | {_listed(out.classes)} |")
     lines += [
         f"| Probabilities | {'yes' if out.probabilities else 'no'} |",
         f"| Created | {m.created} |",
         f"| Serving runtime | {m.runtime.serving}: {m.runtime.reason} |",
-        f"| Libraries | {', '.join(f'{k} {v}' for k, v in m.libraries.items())} |",
+        f"| Libraries | {_listed(f'{k} {v}' for k, v in m.libraries.items())} |",
         "",
         "## Data",
         "",
@@ -69,27 +116,24 @@ def render_card(m: Manifest) -> str:
         "| Feature | Kind | Nullable | Categories / range | Unseen category |",
         "|---|---|---|---|---|",
     ]
-    for f in m.features:
-        if f.categories is not None:
-            values = ", ".join(f.categories)
-            unseen = "rejected" if f.unseen == "reject" else (f.unseen_handling or "scored")
-        else:
-            values = f"{_num(f.min)} to {_num(f.max)}" if f.min is not None else ""
-            unseen = ""
-        lines.append(
-            f"| {f.name} | {f.kind} | {'yes' if f.nullable else 'no'} | {values} | {unseen} |"
-        )
+    lines += [
+        f"| {f.name} | {f.kind} | {'yes' if f.nullable else 'no'} | {_values(f)} | {_unseen(f)} |"
+        for f in m.features
+    ]
     lines += ["", "## Known faults", ""]
     if m.known_faults:
+        # a regressor's slices have no accuracy: no Accuracy column then
+        accuracy = any(f.accuracy is not None for f in m.known_faults)
         lines += [
             "Holdout slices where the model does worse than on the whole holdout, worst first.",
             "",
-            "| Slice | Rows | Metric | Slice value | Overall | Accuracy |",
-            "|---|---|---|---|---|---|",
+            "| Slice | Rows | Metric | Slice value | Overall |"
+            + (" Accuracy |" if accuracy else ""),
+            "|---|---|---|---|---|" + ("---|" if accuracy else ""),
         ]
         lines += [
-            f"| {f.condition} | {f.rows} | {f.metric} | {f.value:.4f} | {f.overall:.4f} | "
-            f"{_num(f.accuracy)} |"
+            f"| {f.condition} | {f.rows} | {f.metric} | {f.value:.4f} | {f.overall:.4f} |"
+            + (f" {_num(f.accuracy)} |" if accuracy else "")
             for f in m.known_faults
         ]
     else:
@@ -97,14 +141,13 @@ def render_card(m: Manifest) -> str:
     lines += ["", "## ONNX export", ""]
     if m.runtime.onnx is not None:
         p = m.runtime.onnx.parity
+        figures = _parity_figures(m, p)
         lines += [
             f"- File `{m.runtime.onnx.file}`, opset {m.runtime.onnx.opset}, "
             f"{m.runtime.onnx.input_dtype} numeric inputs",
-            f"- Parity on {p.rows} rows ({p.probes} of them probes): "
-            f"label agreement {_num(p.label_agreement)}, "
-            f"max probability difference {_num(p.max_abs_proba_diff)}, "
-            f"max relative value difference {_num(p.max_rel_value_diff)} "
-            f"(tolerance {p.tolerance:g})",
+            f"- Parity on {p.rows} rows ({p.probes} of them probes)"
+            + (f": {', '.join(figures)} (tolerance {p.tolerance:g})" if figures else "")
+            + ("" if figures else f", tolerance {p.tolerance:g}"),
         ]
     else:
         lines.append(f"- No export: {m.runtime.reason}")
@@ -113,8 +156,10 @@ def render_card(m: Manifest) -> str:
     if isinstance(pred, CategoricalBaseline):
         lines += [f"- {k}: {v:.3f}" for k, v in pred.frequencies.items()]
     else:
+        bins = len(pred.proportions)
         lines.append(
-            f"- {len(pred.proportions)} quantile bins, edges {[_num(e) for e in pred.edges]}"
+            f"- {bins} quantile {'bin' if bins == 1 else 'bins'}"
+            + (f", edges {_listed(_num(e) for e in pred.edges)}" if pred.edges else "")
         )
     lines += ["", "## Artifact files", ""]
     lines += [f"- `{k}`: {v.bytes} bytes, SHA-256 `{v.sha256}`" for k, v in m.artifacts.items()]
