@@ -5,16 +5,17 @@ and typed errors back into HTTP; this module is the one place that chooses statu
 body is parsed once and validated once, by the core's schema: the route table is a dict, not a
 framework with its own request validation. Clients get fixed messages with field paths and
 reasons, never internals, and at most ``MAX_ERRORS`` of them (``errors_omitted`` counts the
-rest), so that an answer stays far below Lambda's 6 MB response limit; no exception escapes
-the handler. The model is loaded once, during the init phase; a function whose settings are
-wrong fails its init naming the variable.
+rest), so that an answer stays far below Lambda's 6 MB response limit; the notes of a scored
+request (unseen categories, numbers outside the training range) likewise at most
+``MAX_NOTES`` (``notes_omitted``). No exception escapes the handler. The model is loaded once,
+during the init phase; a function whose settings are wrong fails its init naming the variable.
 """
 
 import base64
 import binascii
 import json
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,7 @@ logger = Logger()
 settings = get_settings(PredictSettings)
 MAX_LOGGED_ERRORS = 10
 MAX_ERRORS = 100  # field errors listed in one answer; errors_omitted counts the others
+MAX_NOTES = 100  # notes listed in one answer; notes_omitted counts the others
 
 
 class HttpError(SklambdaError):
@@ -154,6 +156,15 @@ def _remarks(items: list[FieldError] | list[Note]) -> list[dict[str, str]]:
     return [{"path": n.path(), "reason": n.reason} for n in items]
 
 
+def _note_counts(notes: list[Note]) -> dict[str, dict[str, int]]:
+    """Notes counted by kind and feature: bounded by the model's features, whatever the
+    request."""
+    counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    for note in notes:
+        counts[note.kind][str(note.field)] += 1
+    return {kind: dict(sorted(by_field.items())) for kind, by_field in sorted(counts.items())}
+
+
 # --- routes ---------------------------------------------------------------------------------
 
 
@@ -166,17 +177,27 @@ def predict(event: dict[str, Any], metrics: MetricSet) -> tuple[int, str]:
     if model.task == "classification":
         counts = Counter(str(p["label"]) for p in predictions)
         metrics.add_per(MetricName.PREDICTED_CLASS, Dimension.CLASS, counts, Unit.COUNT)
-    notes = _remarks(scored.notes)
+    notes = _remarks(scored.notes[:MAX_NOTES])
+    omitted = len(scored.notes) - len(notes)
     if capture.sampled():
         sent = capture.send(_request_id(event), instances, scored, predictions)
         metrics.add(MetricName.CAPTURED_REQUESTS if sent else MetricName.CAPTURE_FAILURES, 1)
     if notes:
-        logger.info("scored unseen categories", extra={"notes": notes[:MAX_LOGGED_ERRORS]})
-    payload = {
+        logger.info(
+            "scored instances with notes",
+            extra={
+                "count": len(scored.notes),
+                "by_kind": _note_counts(scored.notes),
+                "notes": notes[:MAX_LOGGED_ERRORS],
+            },
+        )
+    payload: dict[str, Any] = {
         "model": {"name": model.name, "version": model.version},
         "predictions": predictions,
         "notes": notes,
     }
+    if omitted:
+        payload["notes_omitted"] = omitted
     return 200, json.dumps(payload, separators=(",", ":"), allow_nan=False)
 
 

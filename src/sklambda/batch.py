@@ -53,7 +53,15 @@ from sklambda.batchio import (
 )
 from sklambda.drift import count as count_drift
 from sklambda.drift import drift_counter
-from sklambda.errors import ConfigurationError, FileError, OutOfTime, SklambdaError
+from sklambda.errors import (
+    OUTSIDE_TRAINING_RANGE,
+    UNSEEN_CATEGORY,
+    ConfigurationError,
+    FileError,
+    NoteKind,
+    OutOfTime,
+    SklambdaError,
+)
 from sklambda.model import Model
 from sklambda.schema import Header
 from sklambda.scoring import Scored, csv_line, formatter, score_records, score_text
@@ -533,7 +541,12 @@ class _Job:
         self._completed: list[tuple[str, str | None]] = []  # (key, version) made visible
         self.format = formatter(model)
         self.drift = drift_counter(model.manifest.baselines)
-        self.unseen: Counter[str] = Counter()  # rows scored with a category never seen, by feature
+        # rows scored with a category never seen, or a number outside the training range, by
+        # feature
+        self.noted: dict[NoteKind, Counter[str]] = {
+            UNSEEN_CATEGORY: Counter(),
+            OUTSIDE_TRAINING_RANGE: Counter(),
+        }
 
     # --- outputs ------------------------------------------------------------------------
 
@@ -572,7 +585,9 @@ class _Job:
         started: str,
         clock: float,
     ) -> dict[str, Any]:
-        """The job record: what was read, scored and rejected, by which model, and why not."""
+        """The job record: what was read, scored and rejected, by which model, and why not;
+        how many rows were scored with a category never seen in training or a number outside
+        the training range, by feature (``unseen_categories``, ``outside_training_range``)."""
         duration = time.perf_counter() - clock
         settings = self.settings
         record: dict[str, Any] = {
@@ -616,9 +631,12 @@ class _Job:
                 record["row_reached"] = row_reached
         if self.ignored_columns:
             record["ignored_columns"] = self.ignored_columns
-        if self.unseen:
-            # scored as the pipeline handles unseen categories (the API says so per instance)
-            record["unseen_categories"] = dict(sorted(self.unseen.items()))
+        # scored as the pipeline handles them (the API notes them per instance)
+        unseen, outside = self.noted[UNSEEN_CATEGORY], self.noted[OUTSIDE_TRAINING_RANGE]
+        if unseen:
+            record["unseen_categories"] = dict(sorted(unseen.items()))
+        if outside:
+            record["outside_training_range"] = dict(sorted(outside.items()))
         return record
 
     # --- the loop -----------------------------------------------------------------------
@@ -668,7 +686,9 @@ class _Job:
 
     def _count(self, scored: Scored) -> None:
         count_drift(self.drift, scored)
-        self.unseen.update(note.field for note in scored.notes if note.field)
+        for note in scored.notes:
+            if note.field is not None:
+                self.noted[note.kind][note.field] += 1
         self.scored += len(scored.rows)
 
     def _csv_chunk(

@@ -8,6 +8,11 @@ vocabulary in one place each.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+NoteKind = Literal["unseen_category", "outside_training_range"]
+UNSEEN_CATEGORY: NoteKind = "unseen_category"
+OUTSIDE_TRAINING_RANGE: NoteKind = "outside_training_range"
 
 
 class SklambdaError(Exception):
@@ -61,7 +66,11 @@ class FieldError(_RowRemark):
 
 @dataclass(frozen=True, slots=True)
 class Note(_RowRemark):
-    """A remark on a row that was scored (a category never seen in training, say)."""
+    """A remark on a row that was scored: ``kind`` says what about it, ``UNSEEN_CATEGORY`` (a
+    category never seen in training) or ``OUTSIDE_TRAINING_RANGE`` (a number below the
+    training minimum or above the maximum); ``reason`` says it in a fixed sentence."""
+
+    kind: NoteKind
 
 
 class InvalidInput(SklambdaError):

@@ -12,6 +12,11 @@ Numbers must be ones the serving runtime can represent: finite, and below ``numb
 magnitude (``FLOAT32_LIMIT`` for an artifact whose ONNX graph takes float32, whichever runtime
 serves it, so that both runtimes accept the same rows). Text must be valid Unicode: a lone
 surrogate (which the JSON escape ``"\\ud800"`` makes) is refused, and never echoed.
+
+Accepted rows may get notes: a category never seen in training (when the pipeline scores it),
+and a number below the training minimum or above the maximum (the manifest's ``min`` and
+``max``: exactly the minimum or the maximum is in range, a missing value never out of it). The
+row is scored as usual; the note says so in a fixed sentence naming the training range.
 """
 
 from __future__ import annotations
@@ -25,7 +30,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from sklambda.errors import FieldError, FileError, Note
+from sklambda.errors import (
+    OUTSIDE_TRAINING_RANGE,
+    UNSEEN_CATEGORY,
+    FieldError,
+    FileError,
+    Note,
+    NoteKind,
+)
 from sklambda.manifest import Feature
 from sklambda.typed import describe
 
@@ -55,7 +67,8 @@ class Validated:
 
     ``columns`` hold the valid rows only, in feature order; ``rows`` are the positions of those
     rows in the input. ``errors`` list every reason every rejected row was rejected; ``notes``
-    are remarks on accepted rows (an unseen category that the pipeline scores anyway).
+    are remarks on accepted rows (an unseen category that the pipeline scores anyway, a number
+    outside the training range), in row order and, within a row, in feature order.
     """
 
     columns: Columns
@@ -128,10 +141,42 @@ class Header:
     passthrough: list[str]
 
 
+def _bound(value: float) -> str:
+    """A training bound as a note writes it: ``6300`` for a whole number, ``32.1`` otherwise
+    (the shortest text that reads back as the same double)."""
+    number = float(value)
+    return str(int(number)) if number.is_integer() and abs(number) < 1e15 else repr(number)
+
+
+def range_note(feature: Feature) -> str | None:
+    """The note for a number of ``feature`` outside its training range, or ``None`` when the
+    feature has no range (not a number, or a manifest without ``min`` and ``max``)."""
+    if feature.kind not in ("numeric", "integer") or (feature.min is None and feature.max is None):
+        return None
+    if feature.min is not None and feature.max is not None:
+        where = f"outside the training range [{_bound(feature.min)}, {_bound(feature.max)}]"
+    elif feature.min is not None:
+        where = f"below the training minimum {_bound(feature.min)}"
+    else:
+        assert feature.max is not None
+        where = f"above the training maximum {_bound(feature.max)}"
+    return f"{where}; scored, but the model has not seen such values"
+
+
 class _Checker:
     """Checks one feature's values; built once per schema."""
 
-    __slots__ = ("allowed", "feature", "limit", "name", "unseen_note")
+    __slots__ = (
+        "allowed",
+        "feature",
+        "high",
+        "limit",
+        "low",
+        "name",
+        "note_kind",
+        "range_note",
+        "unseen_note",
+    )
 
     def __init__(self, feature: Feature, limit: float = math.inf) -> None:
         self.feature = feature
@@ -140,6 +185,19 @@ class _Checker:
         self.allowed = frozenset(feature.categories or ())
         handling = feature.unseen_handling or "the pipeline's handling of unseen categories"
         self.unseen_note = f"not seen in training; scored with {handling}"
+        # numbers below low or above high (the training range) are scored with range_note
+        self.range_note = range_note(feature)
+        self.low = -math.inf if feature.min is None else float(feature.min)
+        self.high = math.inf if feature.max is None else float(feature.max)
+        self.note_kind: NoteKind = (
+            UNSEEN_CATEGORY if feature.kind == "categorical" else OUTSIDE_TRAINING_RANGE
+        )
+
+    def outside(self, values: np.ndarray) -> np.ndarray:
+        """Which of ``values`` (numbers as float64 or int64, missing as NaN) are outside the
+        training range: compared as doubles, as ``check`` compares them; NaN never is."""
+        outside: np.ndarray = (values < self.low) | (values > self.high)
+        return outside
 
     def check(self, value: Any) -> tuple[Any, str | None, str | None]:
         """Return ``(clean value, error reason, note)``."""
@@ -157,6 +215,8 @@ class _Checker:
             if math.isfinite(number):
                 if abs(number) >= self.limit:
                     return None, OUT_OF_RANGE, None
+                if number < self.low or number > self.high:
+                    return number, None, self.range_note
                 return number, None, None
             if math.isnan(number):
                 if f.nullable:
@@ -174,6 +234,9 @@ class _Checker:
                 value = int(value)
             if not _INT64_MIN <= value <= _INT64_MAX or abs(value) >= self.limit:
                 return None, OUT_OF_RANGE, None
+            number = float(value)  # compared as a double, as the column-wise paths compare it
+            if number < self.low or number > self.high:
+                return value, None, self.range_note
             return value, None, None
         if kind == "categorical":
             if not isinstance(value, str):
@@ -217,6 +280,11 @@ class InputSchema:
         self.number_limit = number_limit
         self._checkers = [_Checker(f, number_limit) for f in self.features]
         self._known = frozenset(self.names)
+        # the features with a training range, and the range as columns, for the column-wise path
+        ranged = [c for c in self._checkers if c.range_note is not None]
+        self._ranged = [(c.name, c.range_note) for c in ranged if c.range_note is not None]
+        self._lows = np.array([[c.low] for c in ranged], dtype=np.float64)
+        self._highs = np.array([[c.high] for c in ranged], dtype=np.float64)
 
     @staticmethod
     def limit_for(manifest: Manifest) -> float:
@@ -234,14 +302,19 @@ class InputSchema:
         """
         rows = records if isinstance(records, list) else list(records)
         if len(rows) >= FAST_ROWS:
-            fast = self._clean_columns(rows, unknown)
+            fast = self._clean_columns(rows, unknown, first_row)
             if fast is not None:
-                return Validated(columns=fast, rows=list(range(first_row, first_row + len(rows))))
+                columns, notes = fast
+                numbers = list(range(first_row, first_row + len(rows)))
+                return Validated(columns=columns, rows=numbers, notes=notes)
         return self.validate_rows(rows, unknown=unknown, first_row=first_row)
 
-    def _clean_columns(self, rows: list[Any], unknown: UnknownPolicy) -> Columns | None:
-        """Columns of ``rows`` when every row is plainly valid (no reason and no note to give),
-        else ``None``."""
+    def _clean_columns(
+        self, rows: list[Any], unknown: UnknownPolicy, first_row: int = 0
+    ) -> tuple[Columns, list[Note]] | None:
+        """Columns of ``rows`` when every row is plainly valid (no reason to give, and no note
+        but numbers outside the training range, found with one comparison per column), with
+        those notes; else ``None``."""
         known = self._known
         for row in rows:
             if type(row) is not dict:
@@ -257,7 +330,24 @@ class InputSchema:
             if array is None:
                 return None
             out[checker.name] = array
-        return out
+        return out, self._outside(out, first_row)
+
+    def _outside(self, columns: Columns, first_row: int) -> list[Note]:
+        """The notes of clean columns' numbers outside the training range: one comparison of
+        every ranged column at once (as doubles, as ``check`` compares; NaN never is out)."""
+        ranged = self._ranged
+        if not ranged:
+            return []
+        arrays = [columns[name] for name, _ in ranged]
+        values = np.concatenate(arrays).reshape(len(arrays), -1)  # feature by row, as doubles
+        outside = (values < self._lows) | (values > self._highs)
+        if not outside.any():
+            return []
+        rows, features = np.nonzero(outside.T)  # by row, then in feature order: as row by row
+        return [
+            Note(first_row + row, *ranged[i], OUTSIDE_TRAINING_RANGE)
+            for row, i in zip(rows.tolist(), features.tolist(), strict=True)
+        ]
 
     @staticmethod
     def _clean_column(checker: _Checker, rows: list[dict[str, Any]]) -> np.ndarray | None:
@@ -265,17 +355,19 @@ class InputSchema:
         f = checker.feature
         column = [row[f.name] for row in rows]
         kinds = set(map(type, column))
+        missing = type(None) in kinds
         if f.nullable:
             kinds.discard(type(None))
-        elif type(None) in kinds:
+        elif missing:
             return None
         if f.kind == "numeric":
             if not kinds <= _NUMBER_TYPES:
                 return None
-            array = np.array([np.nan if v is None else v for v in column], dtype=np.float64)
-            present = np.array([v is not None for v in column])
-            # NaN and infinity fail the comparison too: they take the row-by-row path
-            return array if (np.abs(array[present]) < checker.limit).all() else None
+            array = np.array(column, dtype=np.float64)  # None becomes NaN
+            # NaN and infinity fail the comparison too: they take the row-by-row path, except
+            # NaN beside missing values, where NaN is a missing value either way
+            present = array if not missing else array[~np.isnan(array)]
+            return array if (np.abs(present) < checker.limit).all() else None
         if f.kind == "categorical":
             if not kinds <= _TEXT_TYPES:
                 return None
@@ -319,7 +411,7 @@ class InputSchema:
                 if reason is not None:
                     row_errors.append(FieldError(i, checker.name, reason))
                 elif note is not None:
-                    row_notes.append(Note(i, checker.name, note))
+                    row_notes.append(Note(i, checker.name, note, checker.note_kind))
                 row_values.append(clean)
             if row_errors:
                 errors.extend(row_errors)
@@ -342,7 +434,7 @@ class InputSchema:
         bad = np.zeros(n_rows, dtype=bool)
         errors: list[FieldError] = []
         typed: dict[str, np.ndarray] = {}
-        unseen: dict[str, np.ndarray] = {}
+        noted: list[tuple[_Checker, np.ndarray]] = []  # rows that may get a note, by feature
         for checker in self._checkers:
             f = checker.feature
             cells = np.asarray(columns[f.name], dtype=object).reshape(n_rows)
@@ -357,6 +449,8 @@ class InputSchema:
                     fractional = np.zeros(n_rows, dtype=bool)
                     fractional[finite] = values[finite] != np.floor(values[finite])
                     suspect |= fractional | (np.abs(np.nan_to_num(values)) >= 2.0**63)
+                if checker.range_note is not None:
+                    noted.append((checker, checker.outside(values)))
                 typed[f.name] = values
             elif f.kind == "categorical":
                 values = np.where(missing, np.array(None, dtype=object), cells)
@@ -365,7 +459,7 @@ class InputSchema:
                     if f.unseen == "reject":
                         suspect |= ~known
                     else:
-                        unseen[f.name] = ~known
+                        noted.append((checker, ~known))
                 if not _unicode("".join(cells[~known])):  # a lone surrogate somewhere
                     suspect |= ~known & ~np.array([_unicode(c) for c in cells], dtype=bool)
                 typed[f.name] = values
@@ -391,12 +485,15 @@ class InputSchema:
             else:
                 out[f.name] = values
         notes = []
-        for name, mask in unseen.items():
-            checker = self._checkers[self.names.index(name)]
-            for i in np.flatnonzero(mask & keep):
-                _, _, note = checker.check(columns[name][int(i)])
+        for checker, mask in noted:  # in feature order, so that each row's notes are too
+            name, kind = checker.name, checker.note_kind
+            fixed = checker.range_note if kind == OUTSIDE_TRAINING_RANGE else None
+            for row in np.flatnonzero(mask & keep).tolist():
+                note = fixed
+                if note is None:  # an unseen category's note names it
+                    _, _, note = checker.check(columns[name][row])
                 if note is not None:
-                    notes.append(Note(int(i), name, note))
+                    notes.append(Note(row, name, note, kind))
         errors.sort(key=lambda e: e.row)
         notes.sort(key=lambda e: e.row)
         return Validated(

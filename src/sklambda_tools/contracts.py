@@ -19,6 +19,7 @@ from sklambda.manifest import Feature, Label, Manifest
 from sklambda.schema import number_limit
 
 MAX_ERRORS = 100  # as functions/predict/app.py lists at most
+MAX_NOTES = 100  # likewise
 
 
 def feature_json_schema(feature: Feature, limit: float = math.inf) -> dict[str, Any]:
@@ -42,7 +43,10 @@ def feature_json_schema(feature: Feature, limit: float = math.inf) -> dict[str, 
                 "response."
             )
     elif feature.min is not None and feature.max is not None:
-        schema["description"] = f"Observed in training from {feature.min:g} to {feature.max:g}."
+        schema["description"] = (
+            f"Observed in training from {feature.min:g} to {feature.max:g}. Other values are "
+            "scored and noted in the response."
+        )
     if feature.kind == "numeric" and math.isfinite(limit):
         schema["exclusiveMinimum"], schema["exclusiveMaximum"] = -limit, limit
     if feature.nullable:
@@ -114,7 +118,14 @@ class PredictResponse(_Documented):
     model: ModelRef
     predictions: list[ClassPrediction] | list[ValuePrediction]
     notes: list[Note] = Field(
-        default_factory=list, description="Remarks on scored instances, e.g. unseen categories."
+        default_factory=list,
+        description="Remarks on scored instances (a category not seen in training, a number "
+        f"outside the training range), in instance order; the first {MAX_NOTES} at most.",
+    )
+    notes_omitted: int = Field(
+        default=0,
+        ge=0,
+        description="How many notes were left out of notes (present when any were).",
     )
 
 

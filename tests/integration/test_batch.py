@@ -197,6 +197,9 @@ def test_a_csv_file_is_scored_in_full(env: Env) -> None:
         "predictions": "predictions/penguins/all.csv",
         "errors": "errors/penguins/all.csv.jsonl",
     }
+    # two birds of the holdout have longer bills than any the model was trained on
+    assert record["outside_training_range"] == {"bill_length_mm": 2}
+    assert "unseen_categories" not in record
 
 
 def test_a_json_lines_file_gives_json_lines_with_the_online_answers(env: Env) -> None:
@@ -238,6 +241,7 @@ def test_a_mixed_file_keeps_the_good_rows_and_explains_the_bad(env: Env) -> None
     assert out.record is not None
     assert out.record["rows"] == {"read": 8, "scored": 5, "rejected": 3}
     assert "unseen_categories" not in out.record
+    assert "outside_training_range" not in out.record
 
 
 def test_rows_with_unseen_categories_are_scored_and_counted(env: Env) -> None:
@@ -253,6 +257,56 @@ def test_rows_with_unseen_categories_are_scored_and_counted(env: Env) -> None:
         assert record is not None
         assert record["rows"] == {"read": 3, "scored": 3, "rejected": 0}
         assert record["unseen_categories"] == {"island": 2, "sex": 1}
+
+
+@pytest.mark.parametrize(
+    ("chunk_rows", "bad"),
+    # one clean chunk (validated column-wise), or chunks of three with an unseen category and a
+    # bad row (validated row by row)
+    [("10000", False), ("3", True)],
+)
+def test_rows_outside_the_training_range_are_scored_and_counted(
+    make_env: Callable[..., Env], chunk_rows: str, bad: bool
+) -> None:
+    from sklambda.scoring import predict_all
+
+    env = make_env(SKLAMBDA_CHUNK_ROWS=chunk_rows)
+    # Given birds with bills longer or shorter than in training, one far too heavy, one on the
+    # training range's bounds (and perhaps one on an unseen island, and a bad row, heavy too)
+    rows = [dict(b) for b in BIRDS[4:14]]
+    rows[1]["bill_length_mm"] = 59.6
+    rows[4].update(bill_length_mm=20.0, body_mass_g=9000.0)
+    rows[6].update(bill_length_mm=55.9, body_mass_g=2700.0)
+    rows[8].update(bill_length_mm=61.0, island="Anvers" if bad else rows[8]["island"])
+    scored = list(rows)
+    if bad:
+        rows.insert(5, {**BIRDS[5], "body_mass_g": 9000.0, "bill_depth_mm": "deep"})
+    files = {"incoming/long-bills.csv": csv_text, "incoming/long-bills.jsonl": jsonl_text}
+    for key, text in files.items():
+        event = env.drop(key, text(rows))
+        env.invoke(event)
+        out = env.outputs(key)
+        record = out.record
+        assert record is not None
+        # Then every good row is scored as online, and the job record counts, by feature, the
+        # rows scored with a number outside the training range, apart from unseen categories
+        assert record["rows"] == {
+            "read": len(rows),
+            "scored": len(scored),
+            "rejected": int(bad),
+        }
+        assert record["outside_training_range"] == {"bill_length_mm": 3, "body_mass_g": 1}
+        assert record.get("unseen_categories") == ({"island": 1} if bad else None)
+        online = [str(p["label"]) for p in predict_all(MODEL, scored).predictions()]
+        assert out.predictions is not None
+        if key.endswith(".csv"):
+            labels = [r["label"] for r in out.prediction_rows()]
+        else:
+            labels = [json.loads(line)["label"] for line in out.predictions.decode().splitlines()]
+        assert labels == online
+        # And a second delivery counts nothing twice
+        assert env.invoke(event)["results"][0]["status"] == "duplicate"
+        assert env.outputs(key).record == record
 
 
 def test_the_same_mistake_gets_the_same_text_online_and_in_batch(env: Env) -> None:

@@ -327,9 +327,21 @@ def assert_same_predictions(
         np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE)
 
 
-def unseen_counts(notes: list[dict[str, str]]) -> dict[str, int]:
-    """The API's notes counted by feature, as a job record counts them."""
-    return dict(Counter(n["path"].split(".", 1)[1] for n in notes))
+NOTED = ("unseen_categories", "outside_training_range")  # what a job record counts, by feature
+
+
+def note_counts(answer: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """The API's notes counted by feature, as a job record counts them: unseen categories and
+    numbers outside the training range (of the notes listed: the first 100)."""
+    counts: dict[str, Counter[str]] = {
+        "unseen_categories": Counter(),
+        "outside_training_range": Counter(),
+    }
+    for note in answer["notes"]:
+        outside = note["reason"].startswith("outside the training range ")
+        kind = "outside_training_range" if outside else "unseen_categories"
+        counts[kind][note["path"].split(".", 1)[1]] += 1
+    return {kind: dict(by_field) for kind, by_field in counts.items()}
 
 
 # --- the properties -------------------------------------------------------------------------------
@@ -364,11 +376,21 @@ def test_valid_rows_get_the_same_answer_online_and_in_both_batch_formats(
     numbers = list(range(1, len(rows) + 1))
     assert_same_predictions(online["predictions"], jsonl.answers(), numbers)
     assert_same_predictions(online["predictions"], text.answers(), numbers)
-    # and nothing is rejected; the categories the API remarks on are the ones batch counts
+    # and nothing is rejected; the categories and the numbers outside the training range that
+    # the API remarks on are the ones batch counts
+    noted, omitted = note_counts(online), online.get("notes_omitted", 0)
     for run in (jsonl, text):
         assert run.errors == []
         assert run.record["rows"] == {"read": len(rows), "scored": len(rows), "rejected": 0}
-        assert run.record.get("unseen_categories", {}) == unseen_counts(online["notes"])
+        counted = {kind: run.record.get(kind, {}) for kind in NOTED}
+        if not omitted:
+            assert counted == noted
+        else:  # the answer lists the first 100 notes and counts the others
+            total = sum(n for by_field in counted.values() for n in by_field.values())
+            assert total == len(online["notes"]) + omitted
+            for kind in NOTED:
+                for field, n in noted[kind].items():
+                    assert n <= counted[kind][field]
 
 
 @PROPERTY
