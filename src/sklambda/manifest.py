@@ -157,6 +157,9 @@ class OnnxInfo:
     missing_category: str
     """The string fed to the graph for a missing categorical value."""
     parity: Parity
+    inputs: list[str] | None = None
+    """The graph's input names: one per feature, in the features' order, or a single name when
+    the graph takes every (numeric) feature as one matrix. ``None``: the feature names."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -189,6 +192,11 @@ class Manifest:
     baselines: Baselines
     known_faults: list[Fault]
     runtime: RuntimeInfo
+    pickled_with: dict[str, str] | None = None
+    """Library versions the submitted pickle recorded, such as ``{"scikit-learn": "1.5.2"}``
+    (``model.joblib`` itself is saved again under ``libraries``, the versions that serve it);
+    they differ from ``libraries`` only when the packager accepted the mismatch. ``None``: no
+    pickle was submitted (a pipeline handed to ``build`` in memory) or an older manifest."""
 
     @property
     def feature_names(self) -> list[str]:

@@ -16,7 +16,18 @@ from sklearn import metrics as skm
 from sklambda.manifest import Fault, Feature, Gate, GateCheck, HoldoutMetrics
 from sklambda_tools.errors import GateFailed, PackagingError
 
-CLASSIFICATION_METRICS = ("accuracy", "macro_f1", "min_class_recall", "log_loss")
+CLASSIFICATION_METRICS = (
+    "accuracy",
+    "macro_f1",
+    "min_class_recall",
+    "log_loss",
+    "roc_auc",
+    "average_precision",
+)
+PROBABILITY_METRICS = ("log_loss", "roc_auc", "average_precision")
+RANKING_METRICS = ("roc_auc", "average_precision")
+"""Computed from the probabilities one class against the rest: they need every class in the
+holdout (a class without rows has no ranking to score)."""
 REGRESSION_METRICS = ("mae", "rmse", "r2")
 Op = Literal["min", "max"]
 Thresholds = dict[str, tuple[Op, float]]
@@ -31,7 +42,13 @@ def holdout_metrics(
     split: str = "test",
 ) -> HoldoutMetrics:
     """Metrics of one holdout split: accuracy, macro F1, per-class recall and log loss for
-    classifiers (log loss only with probabilities); MAE, RMSE and R² for regressors."""
+    classifiers, and ROC AUC and average precision (log loss, ROC AUC and average precision
+    only with probabilities, the last two only when every class has holdout rows; see
+    ``unavailable_metrics``); MAE, RMSE and R² for regressors.
+
+    ROC AUC and average precision rank the rows by the probability of one class: for a binary
+    classifier the positive class is ``classes[1]`` (scikit-learn's order, the second column of
+    ``predict_proba``); for more classes each class against the rest, averaged (macro)."""
     if task == "regression":
         y = np.asarray(y_true, dtype=np.float64)
         p = np.asarray(predicted, dtype=np.float64)
@@ -53,9 +70,59 @@ def holdout_metrics(
     }
     if proba is not None:
         values["log_loss"] = float(skm.log_loss(y_true, proba, labels=labels))
+        if _ranking_blocker(y_true, labels) is None:
+            values.update(_ranking(y_true, np.asarray(proba, dtype=np.float64), labels))
     return HoldoutMetrics(
         split=split, rows=len(y_true), values=_rounded(values), per_class_recall=_rounded(per_class)
     )
+
+
+def _ranking(y_true: np.ndarray, proba: np.ndarray, labels: list[Any]) -> dict[str, float]:
+    """ROC AUC and average precision, binary (``labels[1]`` positive) or one-vs-rest macro."""
+    truth = [_as_label(v) for v in np.asarray(y_true).tolist()]
+    indicator = np.asarray([[v == c for c in labels] for v in truth], dtype=np.int64)
+    if len(labels) == 2:
+        y, score = indicator[:, 1], proba[:, 1]
+        return {
+            "roc_auc": float(skm.roc_auc_score(y, score)),
+            "average_precision": float(skm.average_precision_score(y, score)),
+        }
+    return {
+        "roc_auc": float(skm.roc_auc_score(indicator, proba, average="macro")),
+        "average_precision": float(skm.average_precision_score(indicator, proba, average="macro")),
+    }
+
+
+def _as_label(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _ranking_blocker(y_true: np.ndarray, labels: Sequence[Any]) -> str | None:
+    """Why ROC AUC and average precision cannot be computed on this holdout, or ``None``."""
+    if len(labels) < 2:
+        return "needs at least two classes"
+    present = {_as_label(v) for v in np.asarray(y_true).tolist()}
+    absent = [c for c in labels if c not in present]
+    if absent:
+        return "needs every class in the holdout, and it has no rows of " + ", ".join(
+            repr(c) for c in absent
+        )
+    return None
+
+
+def unavailable_metrics(
+    task: str, y_true: np.ndarray, proba: np.ndarray | None, classes: Sequence[Any] | None
+) -> dict[str, str]:
+    """The classification metrics ``holdout_metrics`` leaves out, each with the reason:
+    ``{"roc_auc": "roc_auc needs predict_proba", ...}``."""
+    if task != "classification":
+        return {}
+    if proba is None:
+        return {m: f"{m} needs predict_proba" for m in PROBABILITY_METRICS}
+    blocker = _ranking_blocker(y_true, list(classes or []))
+    if blocker is None:
+        return {}
+    return {m: f"{m} {blocker}" for m in RANKING_METRICS}
 
 
 def _rounded(values: Mapping[str, float]) -> dict[str, float]:
@@ -92,8 +159,16 @@ def default_gate(task: str, y_true: np.ndarray) -> Thresholds:
     return {"accuracy": ("min", round(float(counts.max() / counts.sum()), 6))}
 
 
-def check_gate(metrics: HoldoutMetrics, thresholds: Thresholds, source: str, task: str) -> Gate:
-    """Compare metrics with thresholds. Raises ``GateFailed`` naming every miss."""
+def check_gate(
+    metrics: HoldoutMetrics,
+    thresholds: Thresholds,
+    source: str,
+    task: str,
+    unavailable: Mapping[str, str] | None = None,
+) -> Gate:
+    """Compare metrics with thresholds. Raises ``GateFailed`` naming every miss, and
+    ``PackagingError`` for a metric that is unknown or was not computed (``unavailable`` gives
+    the reason, as ``unavailable_metrics`` says it)."""
     known = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
     checks: list[GateCheck] = []
     for metric, (op, threshold) in thresholds.items():
@@ -102,10 +177,14 @@ def check_gate(metrics: HoldoutMetrics, thresholds: Thresholds, source: str, tas
                 f"gate {source}: unknown metric {metric!r} for {task}; known: {', '.join(known)}"
             )
         if metric not in metrics.values:
-            raise PackagingError(
-                f"gate {source}: {metric} cannot be computed for this model "
-                "(log_loss needs predict_proba)"
-            )
+            why = (unavailable or {}).get(metric)
+            if why is None:
+                why = (
+                    f"{metric} needs predict_proba"
+                    if metric in PROBABILITY_METRICS and "log_loss" not in metrics.values
+                    else f"{metric} was not computed on this holdout"
+                )
+            raise PackagingError(f"gate {source}: {metric} cannot be computed here ({why})")
         value = metrics.values[metric]
         passed = value >= threshold if op == "min" else value <= threshold
         checks.append(
