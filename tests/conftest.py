@@ -14,7 +14,7 @@ from sklearn.pipeline import Pipeline
 from sklambda_tools.package import Packaged, build
 
 from pipelines import CASES, FEATURES, records, synthetic_frame
-from support import PENGUINS_DIR
+from support import PENGUINS_DIR, float32_copy
 
 
 @pytest.fixture(scope="session")
@@ -63,3 +63,9 @@ def penguins_copy(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def to_records() -> Callable[..., list[dict[str, Any]]]:
     return records
+
+
+@pytest.fixture(scope="session")
+def float32_penguins(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example model with a graph that takes float32 (see ``support.float32_copy``)."""
+    return float32_copy(tmp_path_factory.mktemp("float32") / "penguins")

@@ -76,7 +76,7 @@ CASES: dict[str, tuple[Callable[[], Pipeline], str, str]] = {
     "multiclass_no_proba": (
         lambda: Pipeline([("pre", preprocessor()), ("m", LinearSVC())]),
         "tier",
-        "sklearn",
+        "onnx",
     ),
     "regressor": (lambda: Pipeline([("pre", preprocessor()), ("m", Ridge())]), "spend", "onnx"),
     "forest_regressor": (
@@ -84,7 +84,7 @@ CASES: dict[str, tuple[Callable[[], Pipeline], str, str]] = {
             [("pre", preprocessor()), ("m", RandomForestRegressor(n_estimators=10, random_state=0))]
         ),
         "spend",
-        "sklearn",
+        "onnx",
     ),
     "unconvertible": (
         lambda: Pipeline([("pre", preprocessor(transform_age=True)), ("m", LogisticRegression())]),

@@ -54,3 +54,46 @@ def mocked_bucket(bucket: str, region: str = "us-east-1", versioned: bool = Fals
                     Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}
                 )
             yield client
+
+
+def float32_copy(dest: Path) -> Path:
+    """The example model with its graph exported for float32 inputs, at ``dest``: the tests of
+    the float32 bound need a graph that takes float32 (the penguins pipeline itself exports in
+    double precision). The export is checked against the pipeline on the committed holdout's
+    parity rows before it is written."""
+    import dataclasses
+    import shutil
+
+    import joblib
+
+    from sklambda.manifest import (
+        ONNX_FILE,
+        ArtifactFile,
+        dump_manifest,
+        read_manifest,
+        sha256_bytes,
+    )
+    from sklambda_tools import export
+
+    shutil.copytree(PENGUINS_DIR, dest)
+    manifest = read_manifest(dest)
+    assert manifest.runtime.onnx is not None
+    pipeline = joblib.load(dest / "model.joblib")
+    graph = export._convert(
+        export.for_export(pipeline), manifest.features, manifest.output, "float32", "columns"
+    )
+    (dest / ONNX_FILE).write_bytes(graph)
+    onnx = dataclasses.replace(
+        manifest.runtime.onnx, input_dtype="float32", inputs=export.graph_inputs(graph)
+    )
+    artifacts = {
+        **manifest.artifacts,
+        ONNX_FILE: ArtifactFile(sha256=sha256_bytes(graph), bytes=len(graph)),
+    }
+    manifest = dataclasses.replace(
+        manifest,
+        artifacts=artifacts,
+        runtime=dataclasses.replace(manifest.runtime, onnx=onnx),
+    )
+    (dest / "model.json").write_text(dump_manifest(manifest))
+    return dest

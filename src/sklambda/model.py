@@ -98,7 +98,8 @@ class SklearnBackend:
 
 
 class OnnxBackend:
-    """Scores with the exported ONNX graph through onnxruntime: one input per feature."""
+    """Scores with the exported ONNX graph through onnxruntime: one input per feature, or one
+    matrix of every feature when the graph takes its inputs that way (all numeric)."""
 
     def __init__(
         self,
@@ -107,6 +108,7 @@ class OnnxBackend:
         output: Output,
         input_dtype: str,
         missing_category: str,
+        inputs: Sequence[str] | None = None,
     ) -> None:
         try:
             import onnxruntime as ort
@@ -125,6 +127,15 @@ class OnnxBackend:
         self.output = output
         self.dtype = np.dtype(input_dtype)
         self.missing = missing_category
+        # Graph input names are not always the feature names: the exporter makes identifiers
+        # of names with spaces, dots or dashes.
+        self.inputs = list(inputs) if inputs is not None else [f.name for f in self.features]
+        self.matrix = len(self.inputs) == 1 and len(self.features) > 1
+        expected = len(self.inputs) if self.matrix else len(self.features)
+        if len(self.inputs) != expected or sorted(self.inputs) != sorted(
+            i.name for i in self.session.get_inputs()
+        ):
+            raise ModelLoadError("the ONNX graph's inputs do not match the manifest's features")
         names = [o.name for o in self.session.get_outputs()]
         # A classifier without predict_proba exports decision scores as its second output;
         # they are not probabilities, so they are never fetched.
@@ -134,14 +145,19 @@ class OnnxBackend:
         self._classes = np.asarray(output.classes) if output.classes is not None else None
 
     def _feed(self, columns: Columns) -> dict[str, np.ndarray]:
+        if self.matrix:
+            matrix = np.empty((len(columns[self.features[0].name]), len(self.features)), self.dtype)
+            for j, feature in enumerate(self.features):
+                matrix[:, j] = np.asarray(_missing_as_nan(columns[feature.name]), dtype=self.dtype)
+            return {self.inputs[0]: matrix}
         feed = {}
-        for feature in self.features:
+        for feature, name in zip(self.features, self.inputs, strict=True):
             col = columns[feature.name]
             if feature.kind == "categorical":
                 arr = np.array([self.missing if v is None else v for v in col], dtype=object)
             else:
                 arr = np.asarray(_missing_as_nan(col), dtype=self.dtype)
-            feed[feature.name] = arr.reshape(-1, 1)
+            feed[name] = arr.reshape(-1, 1)
         return feed
 
     def score(self, columns: Columns, probabilities: bool) -> Scores:
@@ -352,6 +368,7 @@ def load(path: str | os.PathLike[str], runtime: str | None = None) -> Model:
             manifest.output,
             info.input_dtype,
             info.missing_category,
+            info.inputs,
         )
     elif chosen == "sklearn":
         blobs = verify_artifacts(model_dir, manifest, JOBLIB_FILE)

@@ -10,10 +10,19 @@ served by the sklearn runtime, and the manifest says why.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from copy import deepcopy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin, is_classifier
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble._forest import BaseForest
+from sklearn.ensemble._gb import BaseGradientBoosting
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.tree._classes import BaseDecisionTree
 
 from sklambda.manifest import ONNX_FILE, Feature, OnnxInfo, Output, Parity
 from sklambda.model import OnnxBackend, Scores, SklearnBackend
@@ -24,6 +33,8 @@ TOLERANCE = 1e-5
 OPSET = {"": 21, "ai.onnx.ml": 3}
 MISSING_CATEGORY = "nan"
 """skl2onnx names the missing-value category of an encoder by ``str(nan)``."""
+MATRIX_INPUT = "features"
+TREE_INPUT = "tree_input"
 
 
 @dataclass(frozen=True)
@@ -79,31 +90,199 @@ def _serialise(graph: Any) -> bytes:
     return bytes(graph.SerializeToString())
 
 
-def _convert(pipeline: Any, features: Sequence[Feature], output: Output, dtype: str) -> bytes:
-    from skl2onnx import to_onnx
+Layout = Literal["columns", "matrix"]
+
+
+def _classifiers(est: Any) -> list[Any]:
+    """Every classifier in a (nested) pipeline: each gets its own converter options."""
+    found = [est] if is_classifier(est) and not isinstance(est, Pipeline) else []
+    if isinstance(est, Pipeline):
+        for _, step in est.steps:
+            found += _classifiers(step)
+    elif isinstance(est, ColumnTransformer):
+        for _, trans, _ in est.transformers_:
+            found += _classifiers(trans)
+    return found
+
+
+# scikit-learn's trees (and the forests and gradient boosting built of them) cast their input
+# to float32 before comparing it with their thresholds.
+TREE_MODELS = (BaseDecisionTree, BaseForest, BaseGradientBoosting)
+
+
+class NanFill(TransformerMixin, BaseEstimator):
+    """A numeric ``SimpleImputer`` as the exported copy holds it: NaN replaced by the fitted
+    statistics. onnxruntime's ``Imputer`` runs in float32 only; this one converts to a graph
+    in the input's own precision."""
+
+    def __init__(self, values: Any = None) -> None:
+        self.values = values
+
+    def fit(self, X: Any, y: Any = None) -> NanFill:
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        arr = np.array(X, dtype=np.float64)
+        return np.where(np.isnan(arr), np.asarray(self.values, dtype=np.float64), arr)
+
+
+def _nanfill_shape(operator: Any) -> None:
+    kind = type(operator.inputs[0].type)
+    rows = operator.inputs[0].get_first_dimension()
+    operator.outputs[0].type = kind([rows, len(operator.raw_operator.values)])
+
+
+def _nanfill_convert(scope: Any, operator: Any, container: Any) -> None:
+    from skl2onnx.algebra.onnx_ops import OnnxIsNaN, OnnxWhere
+    from skl2onnx.common.data_types import guess_numpy_type
+    from skl2onnx.operator_converters.common import concatenate_variables
+
+    dtype = guess_numpy_type(operator.outputs[0].type)
+    joined = concatenate_variables(scope, operator.inputs, container)
+    fill = np.asarray(operator.raw_operator.values, dtype=dtype).reshape(1, -1)
+    opv = container.target_opset
+    node = OnnxWhere(
+        OnnxIsNaN(joined, op_version=opv),
+        fill,
+        joined,
+        op_version=opv,
+        output_names=operator.outputs[:1],
+    )
+    node.add_to(scope, container)
+
+
+def _register_converters() -> None:
+    from skl2onnx import update_registered_converter
+
+    update_registered_converter(NanFill, "SklambdaNanFill", _nanfill_shape, _nanfill_convert)
+
+
+def _is_nan(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+
+
+def for_export(pipeline: Any) -> Any:
+    """A copy of the pipeline that skl2onnx can convert and that scores what the original does
+    with the inputs serving feeds the graph; the parity check compares the copy's graph with
+    the original pipeline. An imputer fitted on strings looks for ``MISSING_CATEGORY`` (how a
+    missing category reaches the graph) where the original looks for NaN; one fitted on
+    numbers becomes a ``NanFill`` with the same statistics."""
+
+    def visit(est: Any) -> Any:
+        if isinstance(est, Pipeline):
+            est.steps = [(name, visit(step)) for name, step in est.steps]
+        elif isinstance(est, ColumnTransformer):
+            est.transformers_ = [(n, visit(t), c) for n, t, c in est.transformers_]
+        elif isinstance(est, SimpleImputer) and _is_nan(est.missing_values):
+            stats = getattr(est, "statistics_", None)
+            if stats is not None and stats.dtype == object:
+                est.missing_values = MISSING_CATEGORY
+            elif (
+                stats is not None
+                and not getattr(est, "add_indicator", False)
+                and not np.isnan(np.asarray(stats, dtype=np.float64)).any()
+            ):
+                return NanFill(values=np.asarray(stats, dtype=np.float64))
+        return est
+
+    _register_converters()
+    return visit(deepcopy(pipeline))
+
+
+def _tree_split(pipeline: Any) -> tuple[Pipeline, Any] | None:
+    """``(preprocessing, tree model)`` of a pipeline that ends in a tree model after at least
+    one step: exported as two graphs joined by a float32 cast, the way scikit-learn runs it."""
+    if isinstance(pipeline, Pipeline) and len(pipeline.steps) > 1:
+        last = pipeline.steps[-1][1]
+        if isinstance(last, TREE_MODELS):
+            return Pipeline(pipeline.steps[:-1]), last
+    return None
+
+
+def _convert(
+    pipeline: Any, features: Sequence[Feature], output: Output, dtype: str, layout: Layout
+) -> bytes:
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType
 
     number = DoubleTensorType if dtype == "float64" else FloatTensorType
-    inputs = [
-        (f.name, StringTensorType([None, 1]) if f.kind == "categorical" else number([None, 1]))
-        for f in features
-    ]
+    if layout == "matrix":
+        inputs = [(MATRIX_INPUT, number([None, len(features)]))]
+    else:
+        inputs = [
+            (f.name, StringTensorType([None, 1]) if f.kind == "categorical" else number([None, 1]))
+            for f in features
+        ]
+    split = _tree_split(pipeline) if dtype == "float64" else None
+    if split is None:
+        return _serialise(_to_onnx(pipeline, inputs, output))
+    # Preprocessing in double precision, then the tree model on float32, as in scikit-learn
+    # (a double-precision tree graph would compare unrounded values with the thresholds).
+    import onnx
+    from onnx import compose, helper
+
+    pre, model = split
+    first = _to_onnx(pre, inputs, output)
+    (produced,) = first.graph.output
+    first.graph.node.append(
+        helper.make_node("Cast", [produced.name], [TREE_INPUT], to=onnx.TensorProto.FLOAT)
+    )
+    first.graph.output.pop()
+    first.graph.output.append(
+        helper.make_tensor_value_info(TREE_INPUT, onnx.TensorProto.FLOAT, None)
+    )
+    second = _to_onnx(model, [("X", FloatTensorType([None, model.n_features_in_]))], output)
+    second = compose.add_prefix(second, "model_")
+    _same_imports(first, second)
+    merged = compose.merge_models(first, second, io_map=[(TREE_INPUT, "model_X")])
+    return _serialise(merged)
+
+
+def _same_imports(*models: Any) -> None:
+    """Give the models one IR version and one opset per domain (the highest any uses), as
+    merging requires; skl2onnx imports only the opsets a graph uses, some at lower versions."""
+    versions: dict[str, int] = {}
+    for model in models:
+        for entry in model.opset_import:
+            versions[entry.domain] = max(versions.get(entry.domain, 0), entry.version)
+    ir_version = max(model.ir_version for model in models)
+    for model in models:
+        del model.opset_import[:]
+        for domain, version in sorted(versions.items()):
+            entry = model.opset_import.add()
+            entry.domain, entry.version = domain, version
+        model.ir_version = ir_version
+
+
+def _to_onnx(pipeline: Any, inputs: list[tuple[str, Any]], output: Output) -> Any:
+    from skl2onnx import to_onnx
+
+    options: dict[int, dict[str, Any]] | None = None
     if output.task == "classification":
-        try:
-            # Probabilities as a plain (rows, classes) tensor rather than a list of maps.
-            graph = to_onnx(
-                pipeline, initial_types=inputs, options={"zipmap": False}, target_opset=OPSET
-            )
-            return _serialise(graph)
-        except NameError:  # the classifier has no probability output to shape (e.g. LinearSVC)
-            pass
-    graph = to_onnx(pipeline, initial_types=inputs, target_opset=OPSET)
-    return _serialise(graph)
+        # Probabilities as a plain (rows, classes) tensor rather than a list of maps.
+        options = {id(c): {"zipmap": False} for c in _classifiers(pipeline)}
+    try:
+        return to_onnx(pipeline, initial_types=inputs, options=options, target_opset=OPSET)
+    except NameError:
+        # A classifier without probabilities (LinearSVC, say) has no zipmap option; naming it
+        # with no options keeps the exporter from adding one.
+        if not options:
+            raise
+        options = {key: {} for key in options}
+        return to_onnx(pipeline, initial_types=inputs, options=options, target_opset=OPSET)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200] if text else ''}".rstrip(": ")
+def graph_inputs(graph: bytes) -> list[str]:
+    """The graph's input names, in order."""
+    import onnx
+
+    return [i.name for i in onnx.load_from_string(graph).graph.input]
+
+
+def _reason(exc: BaseException) -> str:
+    """The exporter's or the runtime's whole message, on one line: the manifest keeps it in
+    full, so a user can look it up."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 UNSEEN_PROBE = "__sklambda_unseen__"
@@ -137,32 +316,40 @@ def export(
         raise PackagingError(f"holdout row {e.row}, {e.field}: {e.reason}")
     columns = checked.columns
     reference = SklearnBackend(pipeline, output).score(columns, probabilities=True)
+    convertible = for_export(pipeline)
+    layouts: list[Layout] = ["columns"]
+    if len(features) > 1 and all(f.kind != "categorical" for f in features):
+        layouts.append("matrix")  # an estimator with no column step takes one matrix
     tried: list[str] = []
-    for dtype in ("float64", "float32"):
-        # skl2onnx and onnxruntime fail in many ways (unsupported estimator, missing kernel,
-        # shape inference); each is a reason to fall back, recorded, never a crash.
-        try:
-            graph = _convert(pipeline, features, output, dtype)
-        except Exception as exc:
-            tried.append(f"{dtype}: conversion failed ({_first_line(exc)})")
-            continue
-        try:
-            backend = OnnxBackend(graph, features, output, dtype, MISSING_CATEGORY)
-            scores = backend.score(columns, probabilities=True)
-        except Exception as exc:
-            tried.append(f"{dtype}: onnxruntime cannot run the graph ({_first_line(exc)})")
-            continue
-        check = parity(reference, scores, output, probes=len(probes))
-        if check.passed:
-            info = OnnxInfo(
-                file=ONNX_FILE,
-                opset=OPSET[""],
-                input_dtype=dtype,
-                missing_category=MISSING_CATEGORY,
-                parity=check,
-            )
-            return Export(graph, info, _agreement(check, dtype))
-        tried.append(f"{dtype}: {_disagreement(check)}")
+    for layout in layouts:
+        for dtype in ("float64", "float32"):
+            what = f"{dtype}, {layout}"
+            # skl2onnx and onnxruntime fail in many ways (unsupported estimator, missing
+            # kernel, shape inference); each is a reason to fall back, recorded, never a crash.
+            try:
+                graph = _convert(convertible, features, output, dtype, layout)
+                inputs = graph_inputs(graph)
+            except Exception as exc:
+                tried.append(f"{what}: conversion failed ({_reason(exc)})")
+                continue
+            try:
+                backend = OnnxBackend(graph, features, output, dtype, MISSING_CATEGORY, inputs)
+                scores = backend.score(columns, probabilities=True)
+            except Exception as exc:
+                tried.append(f"{what}: onnxruntime cannot run the graph ({_reason(exc)})")
+                continue
+            check = parity(reference, scores, output, probes=len(probes))
+            if check.passed:
+                info = OnnxInfo(
+                    file=ONNX_FILE,
+                    opset=OPSET[""],
+                    input_dtype=dtype,
+                    missing_category=MISSING_CATEGORY,
+                    parity=check,
+                    inputs=inputs,
+                )
+                return Export(graph, info, _agreement(check, dtype))
+            tried.append(f"{what}: {_disagreement(check)}")
     return Export(None, None, "the ONNX export was not used: " + "; ".join(tried))
 
 

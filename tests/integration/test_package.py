@@ -73,7 +73,8 @@ def test_both_runtimes_give_the_same_answers(
 def test_the_schema_is_inferred_from_data_and_pipeline(packaged: dict[str, Packaged]) -> None:
     features = {f.name: f for f in packaged["binary"].manifest.features}
     assert list(features) == FEATURES
-    assert (features["age"].kind, features["age"].nullable) == ("integer", False)
+    # age never misses in the data, but its first step is a median imputer: nullable
+    assert (features["age"].kind, features["age"].nullable) == ("integer", True)
     assert (features["income"].kind, features["income"].nullable) == ("numeric", True)
     assert features["age"].min is not None and 18 <= features["age"].min < features["age"].max < 80
     city = features["city"]
@@ -83,7 +84,8 @@ def test_the_schema_is_inferred_from_data_and_pipeline(packaged: dict[str, Packa
         ["east", "north", "south"],
     )
     assert city.unseen == "score" and "ignore" in (city.unseen_handling or "")
-    assert features["member"].kind == "boolean"
+    # member goes straight to the logistic regression, which fails on a missing value
+    assert (features["member"].kind, features["member"].nullable) == ("boolean", False)
 
 
 def test_metrics_match_the_task(packaged: dict[str, Packaged]) -> None:
@@ -92,6 +94,8 @@ def test_metrics_match_the_task(packaged: dict[str, Packaged]) -> None:
         "macro_f1",
         "min_class_recall",
         "log_loss",
+        "roc_auc",
+        "average_precision",
     }
     assert set(packaged["multiclass"].manifest.metrics.per_class_recall or {}) == {"0", "1", "2"}
     assert set(packaged["binary_no_proba"].manifest.metrics.values) == {
@@ -124,8 +128,13 @@ def test_fallback_reasons_are_recorded(packaged: dict[str, Packaged]) -> None:
     unconvertible = packaged["unconvertible"].manifest.runtime
     assert unconvertible.onnx is None and "FunctionTransformer" in unconvertible.reason
     assert not (packaged["unconvertible"].path / "model.onnx").exists()
+    # every attempt is in the reason, in full: both precisions (no column step to match a
+    # matrix input here, since a feature is categorical)
+    assert unconvertible.reason.count("; ") == 1
+    assert "float64, columns: conversion failed" in unconvertible.reason
+    assert "float32, columns: conversion failed" in unconvertible.reason
     forest = packaged["forest_regressor"].manifest.runtime
-    assert forest.onnx is None and "float32" in forest.reason
+    assert forest.onnx is not None and forest.onnx.input_dtype == "float64"  # the tree split
 
 
 def test_parity_figures_are_recorded(packaged: dict[str, Packaged]) -> None:
@@ -134,8 +143,9 @@ def test_parity_figures_are_recorded(packaged: dict[str, Packaged]) -> None:
     parity = info.parity
     assert parity.passed and parity.label_agreement == 1.0
     assert parity.max_abs_proba_diff is not None and parity.max_abs_proba_diff <= 1e-5
-    # the holdout plus a probe per nullable feature and per scorable categorical
-    assert parity.probes == 3 and parity.rows == 200 + 3
+    # the holdout plus a probe per nullable feature (age, income, city) and per scorable
+    # categorical (city)
+    assert parity.probes == 4 and parity.rows == 200 + 4
 
 
 def test_known_faults_are_slices_worse_than_overall(packaged: dict[str, Packaged]) -> None:

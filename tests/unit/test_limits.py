@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -172,7 +173,9 @@ def test_batch_lists_rows_without_a_finite_prediction_in_the_errors_file(s3: Any
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
-def test_batch_refuses_numbers_beyond_float32_as_the_api_does(s3: Any, fmt: str) -> None:
+def test_batch_refuses_numbers_beyond_float32_as_the_api_does(
+    s3: Any, fmt: str, float32_penguins: Path
+) -> None:
     # The same reason online (tests/unit/test_predict_api.py) and in both batch formats
     rows = [BIRD, {**BIRD, "body_mass_g": 1e39}, {**BIRD, "bill_depth_mm": -1e308}]
     if fmt == "csv":
@@ -181,7 +184,7 @@ def test_batch_refuses_numbers_beyond_float32_as_the_api_does(s3: Any, fmt: str)
         body = "\n".join(lines) + "\n"
     else:
         body = "".join(json.dumps(r) + "\n" for r in rows)
-    predictions, errors = batch(s3, PENGUINS, f"incoming/big.{fmt}", body)
+    predictions, errors = batch(s3, load(float32_penguins), f"incoming/big.{fmt}", body)
     assert "nan" not in predictions.lower()
     assert [e["errors"] for e in errors] == [
         [{"field": "body_mass_g", "reason": OUT_OF_RANGE}],
@@ -189,14 +192,22 @@ def test_batch_refuses_numbers_beyond_float32_as_the_api_does(s3: Any, fmt: str)
     ]
 
 
-def test_the_api_document_states_the_bound_and_the_error_cap() -> None:
+def test_the_api_document_states_the_bound_and_the_error_cap(float32_penguins: Path) -> None:
+    from sklambda.manifest import read_manifest
     from sklambda.schema import FLOAT32_LIMIT
+    from sklambda_tools.openapi import document, render
 
     from support import REPO
 
+    def number_schema(doc: dict[str, Any]) -> dict[str, Any]:
+        instance = doc["components"]["schemas"]["PredictRequest"]["properties"]["instances"]
+        (number, _null) = instance["items"]["properties"]["body_mass_g"]["anyOf"]
+        return dict(number)
+
+    # A graph that takes float32 bounds the numbers; the example's (float64) does not
+    bounded = number_schema(json.loads(render(document(read_manifest(float32_penguins)))))
+    assert bounded["exclusiveMaximum"] == FLOAT32_LIMIT == -bounded["exclusiveMinimum"]
     doc = json.loads((REPO / "docs" / "openapi.json").read_text())
+    assert "exclusiveMaximum" not in number_schema(doc)
     schemas = doc["components"]["schemas"]
-    instance = schemas["PredictRequest"]["properties"]["instances"]["items"]
-    (number, _null) = instance["properties"]["body_mass_g"]["anyOf"]
-    assert number["exclusiveMaximum"] == FLOAT32_LIMIT == -number["exclusiveMinimum"]
     assert schemas["ErrorBody"]["properties"]["errors_omitted"]["type"] == "integer"

@@ -137,6 +137,80 @@ def test_many_instances_keep_their_order_and_unseen_categories_are_noted(app: Mo
     ]
 
 
+BILL_NOTE = (
+    "outside the training range [32.1, 55.9]; scored, but the model has not seen such values"
+)
+MASS_NOTE = (
+    "outside the training range [2700, 6300]; scored, but the model has not seen such values"
+)
+
+
+@pytest.mark.parametrize("count", [1, 8])  # one instance, and enough for column-wise validation
+def test_numbers_outside_the_training_range_are_scored_and_noted(
+    app: ModuleType, count: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given instances on the training range's bounds and, last, one beyond it
+    model = load(PENGUINS_DIR)
+    edge = {**BIRD, "bill_length_mm": 55.9, "body_mass_g": 2700}
+    beyond = {**BIRD, "bill_length_mm": 59.6, "body_mass_g": 9000.0}
+    instances = [edge] * (count - 1) + [beyond]
+    # When they are sent
+    got, body, _ = answer(app, post(json.dumps({"instances": instances})))
+    # Then every instance is scored as the model scores it, and the numbers beyond the range
+    # are noted with their instance and feature, in feature order, as unseen categories are
+    assert got == 200, body
+    assert [p["label"] for p in body["predictions"]] == model.predict(instances).tolist()
+    last = count - 1
+    assert body["notes"] == [
+        {"path": f"instances[{last}].bill_length_mm", "reason": BILL_NOTE},
+        {"path": f"instances[{last}].body_mass_g", "reason": MASS_NOTE},
+    ]
+    assert "notes_omitted" not in body
+    # And the log counts the notes by kind and feature
+    (log,) = [x for x in emitted(capsys.readouterr().out) if x.get("message", "").endswith("notes")]
+    assert log["count"] == 2
+    assert log["by_kind"] == {"outside_training_range": {"bill_length_mm": 1, "body_mass_g": 1}}
+
+
+def test_many_notes_are_capped_with_a_count_of_the_rest(
+    app: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given 1,000 instances, each with four numbers outside the training range and two unseen
+    # categories: 6,000 notes
+    odd = {
+        "island": "Anvers" + "x" * 300,
+        "bill_length_mm": 1.0,
+        "bill_depth_mm": 99.0,
+        "flipper_length_mm": -5,
+        "body_mass_g": 1e6,
+        "sex": "unknown",
+    }
+    got, body, raw = answer(app, post(json.dumps({"instances": [odd] * 1000})))
+    # Then all are scored, the answer lists the first 100 notes and counts the others
+    assert got == 200 and len(body["predictions"]) == 1000
+    assert len(body["notes"]) == 100 and body["notes_omitted"] == 5900
+    assert [n["path"] for n in body["notes"][:7]] == [
+        *(f"instances[0].{name}" for name in BIRD),  # in feature order
+        "instances[1].island",
+    ]
+    assert body["notes"][1] == {"path": "instances[0].bill_length_mm", "reason": BILL_NOTE}
+    assert len(body["notes"][0]["reason"]) < 200  # the category cut to 40 characters
+    assert len(raw) < 250_000  # the predictions, and 100 short notes
+    # And the log stays bounded too: ten notes and the counts by kind and feature
+    (log,) = [x for x in emitted(capsys.readouterr().out) if x.get("message", "").endswith("notes")]
+    assert len(log["notes"]) == 10 and log["count"] == 6000
+    assert log["by_kind"] == {
+        "outside_training_range": {
+            "bill_depth_mm": 1000,
+            "bill_length_mm": 1000,
+            "body_mass_g": 1000,
+            "flipper_length_mm": 1000,
+        },
+        "unseen_category": {"island": 1000, "sex": 1000},
+    }
+    assert len(json.dumps(log)) < 5_000
+
+
 def test_the_sklearn_runtime_answers_the_same(make_app: Callable[..., ModuleType]) -> None:
     onnx = invoke(make_app(), event("predict-multi.json"))[1]
     sklearn = invoke(make_app(SKLAMBDA_RUNTIME="sklearn"), event("predict-multi.json"))[1]
@@ -443,12 +517,12 @@ def test_integer_literals_beyond_the_double_range_are_a_field_error(
 
 @pytest.mark.parametrize("value", [1e39, -1e39, 3.5e38, 1e308, -1.7976931348623157e308])
 def test_a_number_beyond_float32_is_a_field_error_not_a_nan_prediction(
-    make_app: Callable[..., ModuleType], value: float
+    make_app: Callable[..., ModuleType], float32_penguins: Path, value: float
 ) -> None:
-    # The onnx graph takes float32: 1e39 becomes infinity there and the probabilities NaN. Both
+    # A graph that takes float32: 1e39 becomes infinity there and the probabilities NaN. Both
     # runtimes refuse it with the same reason (the bound comes from the artifact)
     for runtime in ("onnx", "sklearn"):
-        app = make_app(SKLAMBDA_RUNTIME=runtime)
+        app = make_app(float32_penguins, SKLAMBDA_RUNTIME=runtime)
         got, body, _ = answer(app, post(instance_body(body_mass_g=value)))
         assert got == 422, (runtime, body)
         assert body["errors"] == [
@@ -456,7 +530,10 @@ def test_a_number_beyond_float32_is_a_field_error_not_a_nan_prediction(
         ]
 
 
-def test_the_largest_numbers_float32_holds_are_scored(app: ModuleType) -> None:
+def test_the_largest_numbers_float32_holds_are_scored(
+    make_app: Callable[..., ModuleType], float32_penguins: Path
+) -> None:
+    app = make_app(float32_penguins)
     got, body, _ = answer(app, post(instance_body(body_mass_g=3.4e38, bill_depth_mm=-3.4e38)))
     assert got == 200
     (prediction,) = body["predictions"]
@@ -722,6 +799,7 @@ def test_fuzzed_requests_get_a_bounded_answer_and_never_a_5xx(
         document = json.loads(ev["body"]) if not ev.get("isBase64Encoded") else None
         if document is not None:
             assert len(body["predictions"]) == len(document["instances"])
+        assert len(body["notes"]) <= 100
         for p in body["predictions"]:
             assert all(math.isfinite(v) for v in p["probabilities"].values())
     else:
@@ -733,3 +811,4 @@ def test_the_documented_cap_is_the_handlers(app: ModuleType) -> None:
     from sklambda_tools import contracts
 
     assert app.MAX_ERRORS == contracts.MAX_ERRORS == 100
+    assert app.MAX_NOTES == contracts.MAX_NOTES == 100

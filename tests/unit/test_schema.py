@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sklambda.errors import FieldError, FileError
+from sklambda.errors import OUTSIDE_TRAINING_RANGE, UNSEEN_CATEGORY, FieldError, FileError
 from sklambda.manifest import Feature
 from sklambda.schema import (
     FAST_ROWS,
@@ -18,9 +20,11 @@ from sklambda.schema import (
     OUT_OF_RANGE,
     InputSchema,
     UnknownPolicy,
+    Validated,
     _cell_value,
     loads,
     number_limit,
+    range_note,
 )
 
 FEATURES = [
@@ -39,6 +43,15 @@ FEATURES = [
     Feature(name="flag", kind="boolean", nullable=False),
 ]
 GOOD = {"n": 1.5, "m": None, "i": 3, "c": "a", "strict": "x", "flag": True}
+# The same features with training ranges: n in [-3, 2.5], m at least 1, i in [0, 7]
+RANGED = [
+    dataclasses.replace(f, **bounds)
+    for f, bounds in zip(
+        FEATURES,
+        [{"min": -3.0, "max": 2.5}, {"min": 1.0}, {"min": 0.0, "max": 7.0}, {}, {}, {}],
+        strict=True,
+    )
+]
 
 
 @pytest.fixture
@@ -201,21 +214,25 @@ cells = st.sampled_from(
 )
 
 
+@pytest.mark.parametrize("features", [FEATURES, RANGED], ids=["unbounded", "ranged"])
 @settings(max_examples=150, deadline=None)
 @given(
     rows=st.lists(st.fixed_dictionaries({f.name: cells for f in FEATURES}), min_size=1, max_size=6)
 )
-def test_text_cells_get_the_same_verdicts_as_their_json_values(rows: list[dict[str, str]]) -> None:
-    schema = InputSchema(FEATURES, number_limit=FLOAT32_LIMIT)
-    by_text = schema.validate_text({f.name: [r[f.name] for r in rows] for f in FEATURES}, len(rows))
+def test_text_cells_get_the_same_verdicts_as_their_json_values(
+    features: list[Feature], rows: list[dict[str, str]]
+) -> None:
+    schema = InputSchema(features, number_limit=FLOAT32_LIMIT)
+    by_text = schema.validate_text({f.name: [r[f.name] for r in rows] for f in features}, len(rows))
     by_value = schema.validate(
-        [{f.name: _cell_value(f, r[f.name]) for f in FEATURES} for r in rows]
+        [{f.name: _cell_value(f, r[f.name]) for f in features} for r in rows]
     )
     assert by_text.rows == by_value.rows
     assert sorted((e.row, e.field, e.reason) for e in by_text.errors) == sorted(
         (e.row, e.field, e.reason) for e in by_value.errors
     )
-    assert [(n.row, n.field) for n in by_text.notes] == [(n.row, n.field) for n in by_value.notes]
+    # the same notes (unseen categories, numbers outside the training range), in the same order
+    assert by_text.notes == by_value.notes
     for name in by_value.columns:
         np.testing.assert_array_equal(by_text.columns[name], by_value.columns[name])
 
@@ -245,6 +262,7 @@ clean = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.parametrize("features", [FEATURES, RANGED], ids=["unbounded", "ranged"])
 @settings(max_examples=150, deadline=None)
 @given(
     rows=st.lists(
@@ -255,9 +273,9 @@ clean = st.fixed_dictionaries(
     unknown=st.sampled_from(["reject", "ignore"]),
 )
 def test_many_rows_get_the_row_by_row_verdict(
-    rows: list[dict[str, Any]], unknown: UnknownPolicy
+    features: list[Feature], rows: list[dict[str, Any]], unknown: UnknownPolicy
 ) -> None:
-    schema = InputSchema(FEATURES, number_limit=FLOAT32_LIMIT)
+    schema = InputSchema(features, number_limit=FLOAT32_LIMIT)
     fast, slow = schema.validate(rows, unknown=unknown), schema.validate_rows(rows, unknown=unknown)
     assert (fast.rows, fast.errors, fast.notes) == (slow.rows, slow.errors, slow.notes)
     for name in schema.names:
@@ -318,14 +336,21 @@ def test_without_a_bound_any_finite_double_is_accepted() -> None:
     assert result.errors == []
 
 
-def test_the_bound_comes_from_the_artifact_not_the_runtime_serving_it() -> None:
+def test_the_bound_comes_from_the_artifact_not_the_runtime_serving_it(
+    float32_penguins: Path,
+) -> None:
     from sklambda.model import load
 
     from support import PENGUINS_DIR
 
-    onnx, sklearn = load(PENGUINS_DIR), load(PENGUINS_DIR, "sklearn")
+    onnx, sklearn = load(float32_penguins), load(float32_penguins, "sklearn")
     assert number_limit(onnx.manifest) == FLOAT32_LIMIT  # its graph takes float32
     assert onnx.schema.number_limit == sklearn.schema.number_limit == FLOAT32_LIMIT
+    # a graph that takes float64 is bounded by float64 only, whichever runtime serves it
+    double, reference = load(PENGUINS_DIR), load(PENGUINS_DIR, "sklearn")
+    assert double.manifest.runtime.onnx is not None
+    assert double.manifest.runtime.onnx.input_dtype == "float64"
+    assert double.schema.number_limit == reference.schema.number_limit != FLOAT32_LIMIT
     # FLOAT32_LIMIT is the smallest magnitude that float32 rounds to infinity
     with np.errstate(over="ignore"):
         assert np.isinf(np.float32(FLOAT32_LIMIT))
@@ -385,3 +410,165 @@ def test_a_lone_surrogate_is_refused_where_any_category_is_taken(rows: int) -> N
     for result in (by_value, by_text):
         assert [(e.row, e.field, e.reason) for e in result.errors] == expected
         assert result.rows == list(range(rows - 1))
+
+
+# --- numbers outside the training range: scored, with a note --------------------------------------
+
+N_NOTE = "outside the training range [-3, 2.5]; scored, but the model has not seen such values"
+M_NOTE = "below the training minimum 1; scored, but the model has not seen such values"
+I_NOTE = "outside the training range [0, 7]; scored, but the model has not seen such values"
+PATHS = ["validate", "validate_rows", "validate_text"]
+
+
+def validated(path: str, rows: list[dict[str, Any]], first_row: int = 0) -> Validated:
+    """``rows`` validated one of the three ways: ``validate`` (column-wise from ``FAST_ROWS``
+    clean rows on), ``validate_rows`` (row by row), or as the text cells of a CSV chunk."""
+    schema = InputSchema(RANGED, number_limit=FLOAT32_LIMIT)
+    if path == "validate_text":
+        assert first_row == 0
+        cells = {f.name: [_text(r[f.name]) for r in rows] for f in RANGED}
+        return schema.validate_text(cells, len(rows))
+    method = schema.validate if path == "validate" else schema.validate_rows
+    return method(rows, first_row=first_row)
+
+
+def notes_of(result: Validated) -> list[tuple[int, str | None, str, str]]:
+    return [(n.row, n.field, n.reason, n.kind) for n in result.notes]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("rows", [1, FAST_ROWS])
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"n": 2.6}, [("n", N_NOTE)]),
+        ({"n": -3.01}, [("n", N_NOTE)]),
+        ({"n": -1e30}, [("n", N_NOTE)]),
+        ({"n": 30}, [("n", N_NOTE)]),  # an integer where a number is expected
+        ({"m": 0.5}, [("m", M_NOTE)]),  # a range with a minimum only
+        ({"m": 1e30}, []),
+        ({"i": 8}, [("i", I_NOTE)]),
+        ({"i": -1}, [("i", I_NOTE)]),
+        ({"i": 12.0}, [("i", I_NOTE)]),  # a whole float where an integer is expected
+        ({"n": 99.0, "m": -5.0, "i": 99}, [("n", N_NOTE), ("m", M_NOTE), ("i", I_NOTE)]),
+        ({"n": 99.0, "c": "zebra"}, [("n", N_NOTE), ("c", "unseen")]),
+    ],
+)
+def test_a_number_outside_the_training_range_is_scored_with_a_note(
+    path: str, rows: int, changes: dict[str, Any], expected: list[tuple[str, str]]
+) -> None:
+    # Given clean rows and, last, a row with numbers outside the training range, alone or among
+    # enough clean rows for the column-wise path
+    batch = [GOOD] * (rows - 1) + [{**GOOD, **changes}]
+    # When they are validated (as JSON values column-wise, row by row, or as text cells)
+    result = validated(path, batch)
+    # Then every row is kept, with the value as given, and each such number has a fixed note
+    # naming its feature and the training range, in feature order
+    assert result.errors == [] and result.rows == list(range(rows))
+    last = rows - 1
+    unseen = "category 'zebra' not seen in training; scored with the encoder's zeros"
+    assert notes_of(result) == [
+        (
+            last,
+            name,
+            unseen if reason == "unseen" else reason,
+            UNSEEN_CATEGORY if reason == "unseen" else OUTSIDE_TRAINING_RANGE,
+        )
+        for name, reason in expected
+    ]
+    for name, value in changes.items():
+        assert result.columns[name].tolist()[last] == value
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("rows", [1, FAST_ROWS])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"n": -3.0, "i": 0},  # exactly the minimum
+        {"n": 2.5, "i": 7, "m": 1.0},  # exactly the maximum (and m's minimum)
+        {"n": -3, "i": 7.0, "m": 1},  # integers and whole floats on the bounds
+        {"m": None},  # missing
+        {"m": math.nan},  # NaN is a missing value where the feature may be missing
+        {"n": 0.0, "m": 1e30, "i": 4},  # m has no maximum
+    ],
+)
+def test_the_training_bounds_and_missing_values_are_in_range(
+    path: str, rows: int, changes: dict[str, Any]
+) -> None:
+    result = validated(path, [GOOD] * (rows - 1) + [{**GOOD, **changes}])
+    assert result.errors == [] and result.rows == list(range(rows))
+    assert result.notes == []
+
+
+def test_many_clean_rows_outside_the_range_stay_on_the_column_wise_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given many rows, some of them with numbers outside the training range
+    schema = InputSchema(RANGED, number_limit=FLOAT32_LIMIT)
+    rows = [GOOD, {**GOOD, "n": 10.0, "i": 9}, GOOD, {**GOOD, "m": 0.0}] * FAST_ROWS
+    expected = schema.validate_rows(rows, first_row=50)
+    monkeypatch.setattr(schema, "validate_rows", None)  # would fail if it were called
+    # When they are validated
+    result = schema.validate(rows, first_row=50)
+    # Then they take the column-wise path, and get the row-by-row notes, in row order
+    assert result.rows == list(range(50, 50 + len(rows)))
+    assert result.notes == expected.notes
+    assert notes_of(result)[:3] == [
+        (51, "n", N_NOTE, OUTSIDE_TRAINING_RANGE),
+        (51, "i", I_NOTE, OUTSIDE_TRAINING_RANGE),
+        (53, "m", M_NOTE, OUTSIDE_TRAINING_RANGE),
+    ]
+    assert len(result.notes) == 3 * FAST_ROWS
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("rows", [1, FAST_ROWS])
+def test_the_float32_bound_still_refuses_and_only_representable_numbers_get_a_note(
+    path: str, rows: int
+) -> None:
+    # Given the float32 bound and a training range far inside it
+    batch = [GOOD] * (rows - 1)
+    batch += [{**GOOD, "n": 3.4e38, "m": -3.4e38}, {**GOOD, "n": 1e39, "i": 10**19}]
+    result = validated(path, batch)
+    # Then the largest numbers float32 holds are scored with a note; beyond it, refused, no note
+    assert result.rows == list(range(rows))
+    assert notes_of(result) == [
+        (rows - 1, "n", N_NOTE, OUTSIDE_TRAINING_RANGE),
+        (rows - 1, "m", M_NOTE, OUTSIDE_TRAINING_RANGE),
+    ]
+    assert [(e.row, e.field, e.reason) for e in result.errors] == [
+        (rows, "n", OUT_OF_RANGE),
+        (rows, "i", OUT_OF_RANGE),
+    ]
+
+
+def test_an_error_in_a_row_drops_its_notes() -> None:
+    for path in ("validate", "validate_rows"):
+        result = validated(path, [{**GOOD, "n": 99.0, "flag": "no"}] * FAST_ROWS)
+        assert result.rows == [] and result.notes == []
+
+
+@pytest.mark.parametrize(
+    ("bounds", "note"),
+    [
+        ({"min": 2700.0, "max": 6300.0}, "outside the training range [2700, 6300]"),
+        ({"min": 32.1, "max": 59.6}, "outside the training range [32.1, 59.6]"),
+        (
+            {"min": 0.1 + 0.2, "max": 1e20},
+            "outside the training range [0.30000000000000004, 1e+20]",
+        ),
+        ({"max": -0.5}, "above the training maximum -0.5"),
+        ({}, None),
+    ],
+)
+def test_the_note_names_the_training_range_in_fixed_text(
+    bounds: dict[str, float], note: str | None
+) -> None:
+    feature = Feature(name="x" * 1000, kind="numeric", nullable=False, **bounds)
+    text = range_note(feature)
+    if note is None:
+        assert text is None
+    else:
+        assert text == f"{note}; scored, but the model has not seen such values"
+    assert range_note(Feature(name="c", kind="categorical", nullable=False, **bounds)) is None
