@@ -10,8 +10,9 @@ PY := $(BIN)/python
 PIP_VERSION := 25.3
 STAMP := $(VENV)/.installed-$(shell cat requirements/dev.txt pyproject.toml | cksum | cut -d' ' -f1)
 
+# The model every command works on: a name in models/ or a packaged model's directory.
 MODEL_NAME ?= penguins
-MODEL_DIR := models/$(MODEL_NAME)
+MODEL_DIR := $(patsubst %/,%,$(if $(findstring /,$(MODEL_NAME)),$(MODEL_NAME),models/$(MODEL_NAME)))
 
 # Build tools (SAM CLI, cfn-lint) live in their own venv: SAM pins its own boto3.
 TOOLS := .venv-tools
@@ -20,8 +21,12 @@ SAM := $(TOOLS)/bin/sam
 export SAM_CLI_TELEMETRY := 0
 AWS_REGION ?= us-east-1
 ARCH ?= arm64
-# The runtime layer the functions get: the one the model's manifest names.
-SERVING_RUNTIME ?= $(shell python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["runtime"]["serving"])' $(MODEL_DIR)/model.json 2>/dev/null || echo onnx)
+# The runtime the functions get: the one the model's manifest names, unless SERVING_RUNTIME
+# (onnx or sklearn) overrides it.
+MANIFEST_RUNTIME = $(shell python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["runtime"]["serving"])' $(MODEL_DIR)/model.json 2>/dev/null)
+SERVING_RUNTIME ?=
+RUNTIME_CHOSEN = $(or $(SERVING_RUNTIME),$(MANIFEST_RUNTIME))
+RUNTIME_FLAG = $(if $(SERVING_RUNTIME),--runtime $(SERVING_RUNTIME))
 HOST_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
 
 .PHONY: help setup lint test model package demo serve invoke batch drift openapi bench lock clean tools lint-template build build-host size test-built lock-tools checkov
@@ -63,16 +68,19 @@ model: setup  ## train, gate and package the example model into models/penguins
 
 package: setup  ## package your own pipeline: make package MODEL=pipe.joblib DATA=holdout.csv TARGET=y
 	@test -n "$(MODEL)" -a -n "$(DATA)" -a -n "$(TARGET)" || \
-	  { echo "usage: make package MODEL=<pipeline.joblib> DATA=<holdout.csv> TARGET=<column> [NAME=..] [GATE=..] [RUNTIME=auto|onnx|sklearn]"; exit 2; }
+	  { echo "usage: make package MODEL=<pipeline.joblib> DATA=<holdout.csv> TARGET=<column> [NAME=..] [TRAIN=..] [GATE=..] [RUNTIME=auto|onnx|sklearn] [DESCRIPTION=..] [VERSION=..] [NULLABLE=a,b] [NOT_NULLABLE=c] [ACCEPT_VERSION_MISMATCH=1]"; exit 2; }
 	$(PY) -m sklambda_tools.package --model "$(MODEL)" --data "$(DATA)" --target "$(TARGET)" \
 	  $(if $(NAME),--name "$(NAME)") $(if $(GATE),--gate "$(GATE)") $(if $(RUNTIME),--runtime "$(RUNTIME)") \
-	  $(if $(TRAIN),--train-data "$(TRAIN)")
+	  $(if $(TRAIN),--train-data "$(TRAIN)") $(if $(DESCRIPTION),--description "$(DESCRIPTION)") \
+	  $(if $(VERSION),--version "$(VERSION)") $(if $(NULLABLE),--nullable "$(NULLABLE)") \
+	  $(if $(NOT_NULLABLE),--not-nullable "$(NOT_NULLABLE)") \
+	  $(if $(ACCEPT_VERSION_MISMATCH),--accept-version-mismatch)
 
 # Only the example is trained when missing; any other name must be a packaged model: nothing
 # retrains or overwrites a committed model unless asked to (`make model`).
 $(MODEL_DIR)/model.json:
 	@if [ "$(MODEL_NAME)" = penguins ]; then $(MAKE) model; else \
-	  echo "no model '$(MODEL_NAME)' in models/; there are: $$(ls models/*/model.json 2>/dev/null | cut -d/ -f2 | tr '\n' ' ')(make package ... NAME=$(MODEL_NAME) packages one)" >&2; \
+	  echo "no model '$(MODEL_NAME)' ($(MODEL_DIR)/model.json); the models are: $$(ls models/*/model.json 2>/dev/null | cut -d/ -f2 | tr '\n' ' ')(make package ... NAME=$(MODEL_NAME) packages one)" >&2; \
 	  exit 2; fi
 
 demo: setup $(MODEL_DIR)/model.json  ## the whole system locally: train and gate, API, batch in S3, metrics
@@ -81,11 +89,12 @@ demo: setup $(MODEL_DIR)/model.json  ## the whole system locally: train and gate
 AUTH ?= NONE
 PORT ?= 3000
 serve: setup $(MODEL_DIR)/model.json  ## the API on http://127.0.0.1:$(PORT) (AUTH=NONE|API_KEY|IAM); edits apply without a rebuild
-	$(PY) scripts/serve.py --port $(PORT) --auth $(AUTH) --model $(MODEL_DIR)
+	$(PY) scripts/serve.py --port $(PORT) --auth $(AUTH) --model $(MODEL_DIR) $(RUNTIME_FLAG)
 
 invoke: setup $(MODEL_DIR)/model.json  ## run a function once, as sam local invoke would: make invoke FN=PredictFunction EVENT=events/predict-single.json
 	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<LogicalId> EVENT=<event file> [PARAMS='Name=Value ...']"; exit 2; }
-	$(PY) scripts/invoke.py "$(FN)" "$(EVENT)" --model $(MODEL_DIR) $(foreach p,$(PARAMS),--param $(p))
+	$(PY) scripts/invoke.py "$(FN)" "$(EVENT)" --model $(MODEL_DIR) \
+	  $(if $(SERVING_RUNTIME),--param ServingRuntime=$(SERVING_RUNTIME)) $(foreach p,$(PARAMS),--param $(p))
 
 drift: setup $(MODEL_DIR)/model.json  ## drift of a CSV against the model's training baselines: make drift DATA=samples/birds-shifted.csv
 	@test -n "$(DATA)" || { echo "usage: make drift DATA=<file.csv> [MODEL_NAME=...]"; exit 2; }
@@ -93,7 +102,7 @@ drift: setup $(MODEL_DIR)/model.json  ## drift of a CSV against the model's trai
 
 FILE ?= samples/birds.csv
 batch: setup $(MODEL_DIR)/model.json  ## score FILE through the batch function in an embedded S3; outputs to out/
-	$(PY) scripts/batch.py "$(FILE)" --out out --model $(MODEL_DIR)
+	$(PY) scripts/batch.py "$(FILE)" --out out --model $(MODEL_DIR) $(RUNTIME_FLAG)
 
 bench: setup build-host  ## benchmarks: online latency, batch throughput and memory, cold starts, capture and the drift job
 	@mkdir -p out/bench
@@ -103,8 +112,10 @@ bench: setup build-host  ## benchmarks: online latency, batch throughput and mem
 	$(PY) bench/monitoring.py --json out/bench/monitoring.json
 	$(PY) bench/hardening.py --json out/bench/hardening.json
 
-openapi: setup  ## write docs/openapi.json from the routes and models/$(MODEL_NAME)/model.json
-	$(PY) scripts/openapi.py --model $(MODEL_DIR)
+# docs/openapi.json documents the example model; another model's document goes to out/.
+OPENAPI_OUT = $(if $(filter models/penguins,$(MODEL_DIR)),docs/openapi.json,out/$(notdir $(MODEL_DIR))/openapi.json)
+openapi: setup $(MODEL_DIR)/model.json  ## write the OpenAPI document of the routes and the model (penguins: docs/openapi.json; others: out/<name>/openapi.json)
+	$(PY) scripts/openapi.py --model $(MODEL_DIR) --out $(OPENAPI_OUT)
 
 $(TOOLS_STAMP): requirements/tools.txt
 	@echo "==> creating $(TOOLS) from requirements/tools.txt"
@@ -140,16 +151,20 @@ lint-template: tools $(CHECKOV_STAMP)  ## sam validate --lint (cfn-lint 1.53.3),
 	    $(foreach p,$(PARAMS),--parameter $(p)) > "$$out/transformed.json" && \
 	  $(CHECKOV) -f "$$out/transformed.json"
 
-build: lint-template  ## sam build for ARCH (arm64, the default, or x86_64) into .aws-sam/build; no Docker
-	MODEL_NAME=$(MODEL_NAME) SKLAMBDA_ARCH=$(ARCH) $(SAM) build --build-dir .aws-sam/build --region $(AWS_REGION) \
-	  --parameter-overrides Architecture=$(ARCH) ServingRuntime=$(SERVING_RUNTIME)
+# The model layer gets $(MODEL_DIR); the built template's ServingRuntime default becomes the
+# model's runtime (or SERVING_RUNTIME), so `sam deploy` with the defaults deploys the right layer.
+build: $(MODEL_DIR)/model.json lint-template setup  ## sam build of MODEL_NAME for ARCH (arm64, the default, or x86_64) into .aws-sam/build; no Docker
+	MODEL_NAME=$(abspath $(MODEL_DIR)) SKLAMBDA_ARCH=$(ARCH) $(SAM) build --build-dir .aws-sam/build --region $(AWS_REGION) \
+	  --parameter-overrides Architecture=$(ARCH) ServingRuntime=$(RUNTIME_CHOSEN)
+	$(PY) scripts/built_runtime.py .aws-sam/build --runtime $(RUNTIME_CHOSEN)
 
-size: setup  ## unpacked size of each function with its layers in .aws-sam/build; fails above 250 MB
-	$(PY) scripts/size.py --build-dir .aws-sam/build --parameter ServingRuntime=$(SERVING_RUNTIME)
+size: setup  ## unpacked size of each function with its layers in .aws-sam/build (the runtime it was built for); fails above 250 MB
+	$(PY) scripts/size.py --build-dir .aws-sam/build $(if $(SERVING_RUNTIME),--parameter ServingRuntime=$(SERVING_RUNTIME))
 
-build-host: lint-template setup  ## build for this machine (its architecture and Python) into .aws-sam/build-host
-	MODEL_NAME=$(MODEL_NAME) SKLAMBDA_ARCH=$(HOST_ARCH) SKLAMBDA_PYTHON=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])') \
-	  $(SAM) build --build-dir .aws-sam/build-host --region $(AWS_REGION) --parameter-overrides Architecture=$(HOST_ARCH)
+build-host: $(MODEL_DIR)/model.json lint-template setup  ## build MODEL_NAME for this machine (its architecture and Python) into .aws-sam/build-host
+	MODEL_NAME=$(abspath $(MODEL_DIR)) SKLAMBDA_ARCH=$(HOST_ARCH) SKLAMBDA_PYTHON=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])') \
+	  $(SAM) build --build-dir .aws-sam/build-host --region $(AWS_REGION) --parameter-overrides Architecture=$(HOST_ARCH) ServingRuntime=$(RUNTIME_CHOSEN)
+	$(PY) scripts/built_runtime.py .aws-sam/build-host --runtime $(RUNTIME_CHOSEN)
 
 test-built: build-host  ## what `sam local invoke` would run: the built functions, isolated, with every event
 	SKLAMBDA_BUILD_DIR=.aws-sam/build-host SKLAMBDA_SAM=$(SAM) $(BIN)/pytest -q tests/built

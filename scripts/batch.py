@@ -47,13 +47,19 @@ def main() -> int:
     parser.add_argument("file", help="the file to score (.csv, .jsonl, gzipped or not)")
     parser.add_argument("--out", type=Path, default=ROOT / "out")
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "penguins")
+    parser.add_argument(
+        "--runtime", choices=["onnx", "sklearn"], help="override the runtime the manifest names"
+    )
     args = parser.parse_args()
     problem = unusable(args.file, args.model)
     if problem is not None:
         print(f"{PROG}: {problem}", file=sys.stderr)
         return 2
     args.file = Path(args.file)
-    done = run_batch(ROOT, args.file, args.out, model_dir=args.model.resolve())
+    overrides = {"ServingRuntime": args.runtime} if args.runtime else None
+    done = run_batch(
+        ROOT, args.file, args.out, model_dir=args.model.resolve(), parameters=overrides
+    )
     m = done.manifest or {}
     rows = m.get("rows", {})
     print(

@@ -8,12 +8,32 @@ the next request. ``--auth`` follows the template's ``AuthMode`` (default here: 
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
+from sklambda.manifest import Manifest, read_manifest
 from sklambda_tools.localapi import LocalApi, Server
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def example_instance(manifest: Manifest) -> dict[str, Any]:
+    """One instance the model accepts: a known category, the middle of a number's range."""
+    instance: dict[str, Any] = {}
+    for f in manifest.features:
+        if f.categories:
+            instance[f.name] = f.categories[0]
+        elif f.kind == "boolean":
+            instance[f.name] = True
+        elif f.min is not None and f.max is not None:
+            middle = (f.min + f.max) / 2
+            instance[f.name] = round(middle) if f.kind == "integer" else float(f"{middle:.4g}")
+        else:
+            instance[f.name] = None if f.nullable else 0
+    return instance
 
 
 def main() -> int:
@@ -21,24 +41,33 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=3000)
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "penguins")
     parser.add_argument("--auth", choices=["NONE", "API_KEY", "IAM"], default="NONE")
+    parser.add_argument(
+        "--runtime", choices=["onnx", "sklearn"], help="override the runtime the manifest names"
+    )
     parser.add_argument("--api-key", help="the key API_KEY mode expects (default: a random one)")
     args = parser.parse_args()
     app = LocalApi(
         ROOT,
         model_dir=args.model.resolve(),
-        parameters={"AuthMode": args.auth},
+        parameters={"AuthMode": args.auth}
+        | ({"ServingRuntime": args.runtime} if args.runtime else {}),
         api_key=args.api_key,
     )
     with Server(app, port=args.port) as server:
         print(
             f"serving {', '.join(f'{m} {p}' for p, m in app.routes)} at {server.url} "
-            f"(auth {args.auth}; Ctrl-C stops)"
+            f"(model {args.model.name}, runtime {app.resolver.values['ServingRuntime']}, "
+            f"auth {args.auth}; Ctrl-C stops)"
         )
         if args.auth == "API_KEY":
             print(f"  x-api-key: {app.api_key}")
+        body = json.dumps(
+            {"instances": [example_instance(read_manifest(args.model))]}, ensure_ascii=False
+        )
+        key = f" -H 'x-api-key: {app.api_key}'" if args.auth == "API_KEY" else ""
         print(
-            f"  curl -s -H 'Content-Type: application/json' "
-            f"-d @samples/request.json {server.url}/predict"
+            f"  curl -s -H 'Content-Type: application/json'{key} "
+            f"-d {shlex.quote(body)} {server.url}/predict"
         )
         try:
             server._thread.join()

@@ -334,6 +334,16 @@ def invoke_built(
     return BuiltRun(json.loads(tail.strip()), head, done.stderr, seconds)
 
 
+def model_parameters(model_dir: Path, parameters: dict[str, str] | None = None) -> dict[str, str]:
+    """The template parameters a local run uses: the runtime layer the model's manifest names
+    (``ServingRuntime``), then ``parameters``, which win (an explicit override)."""
+    from sklambda.manifest import read_manifest
+
+    chosen: dict[str, str] = {"ServingRuntime": read_manifest(model_dir).runtime.serving}
+    chosen.update(parameters or {})
+    return chosen
+
+
 def invoke_function(
     root: Path,
     function: str,
@@ -344,11 +354,12 @@ def invoke_function(
     resources: dict[str, str] | None = None,
 ) -> Any:
     """What ``sam local invoke`` does, in this process: the function's environment from the
-    template (Globals merged, parameters at their defaults or overrides, ``resources`` standing
-    in for the stack's), the model directory as ``/opt/model``, a context whose remaining time
-    runs down from the function's timeout, and the handler called once."""
+    template (Globals merged, the runtime the model's manifest names, parameters at their
+    defaults or overrides, ``resources`` standing in for the stack's), the model directory as
+    ``/opt/model``, a context whose remaining time runs down from the function's timeout, and
+    the handler called once."""
     template = load_template(root / "template.yaml")
-    resolver = TemplateResolver(template, parameters, resources)
+    resolver = TemplateResolver(template, model_parameters(model_dir, parameters), resources)
     code_uri, handler = resolver.function_handler(function)
     env = resolver.function_environment(function)
     env["SKLAMBDA_MODEL_DIR"] = str(model_dir)

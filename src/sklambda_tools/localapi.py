@@ -26,7 +26,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from sklambda_tools.local import LambdaContext, TemplateResolver, load_handler, load_template
+from sklambda_tools.local import (
+    LambdaContext,
+    TemplateResolver,
+    load_handler,
+    load_template,
+    model_parameters,
+)
 
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")
 MISSING_TOKEN = {"message": "Missing Authentication Token"}
@@ -92,7 +98,7 @@ class LocalApi:
         api_key: str | None = None,
     ) -> None:
         self.template = load_template(root / "template.yaml")
-        self.resolver = TemplateResolver(self.template, parameters)
+        self.resolver = TemplateResolver(self.template, model_parameters(model_dir, parameters))
         self.auth_mode = self.resolver.values["AuthMode"]
         self.stage = self.resolver.values.get("StageName", "v1")
         self.api_key = api_key or secrets.token_urlsafe(24)

@@ -66,7 +66,13 @@ def moto_server_process() -> Iterator[str]:
 
 
 def run_batch(
-    root: Path, file: Path, out: Path, *, model_dir: Path, quiet: bool = True
+    root: Path,
+    file: Path,
+    out: Path,
+    *,
+    model_dir: Path,
+    quiet: bool = True,
+    parameters: dict[str, str] | None = None,
 ) -> BatchRun:
     """Score ``file`` through the batch function against moto's S3 on loopback; the outputs
     land in ``out`` (``predictions/``, ``errors/``, ``manifests/``)."""
@@ -127,6 +133,7 @@ def run_batch(
                 "BatchFunction",
                 event,
                 model_dir=model_dir,
+                parameters=parameters,
                 resources={"BatchDeadLetterQueue": queue},
             )
         path = key[len("incoming/") :]

@@ -68,4 +68,5 @@ def render(doc: dict[str, Any]) -> str:
 
 
 def write(model_dir: Path, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(document(read_manifest(model_dir))))

@@ -248,5 +248,6 @@ def test_an_unknown_model_name_is_refused_and_nothing_is_retrained() -> None:
     )
     # Then it stops, naming the models there are, and the example is untouched
     assert done.returncode != 0
-    assert "no model 'pengiuns' in models/; there are: penguins" in done.stderr
+    assert "no model 'pengiuns' (models/pengiuns/model.json); the models are: " in done.stderr
+    assert "penguins" in done.stderr.split("the models are: ")[1].split("(")[0].split()
     assert {p.name: p.stat().st_mtime_ns for p in PENGUINS_DIR.iterdir()} == before
