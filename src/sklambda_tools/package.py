@@ -995,6 +995,14 @@ def plural(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+# What a model served by the sklearn runtime costs, as measured by `make bench` and `make size`
+# (docs/benchmarks.md, arm64 build).
+SKLEARN_COST = (
+    "the sklearn runtime: functions of about 226 MB with their layers (onnx: 88 MB), and a "
+    "fresh interpreter's first answer in about 1.4 s (onnx: about 0.3 s); docs/benchmarks.md"
+)
+
+
 def summary(packaged: Packaged) -> str:
     m = packaged.manifest
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in m.metrics.values.items())
@@ -1005,6 +1013,7 @@ def summary(packaged: Packaged) -> str:
             f"  holdout ({m.metrics.rows} rows): {metrics}",
             f"  gate ({m.gate.source}): passed {plural(len(m.gate.checks), 'check')}",
             f"  serving runtime: {m.runtime.serving} ({m.runtime.reason})",
+            *([f"  {SKLEARN_COST}"] if m.runtime.serving == "sklearn" else []),
             f"  files: {files}",
         ]
     )

@@ -124,6 +124,17 @@ def test_a_classifier_without_predict_proba_says_so(packaged: dict[str, Packaged
             model.predict_proba([{"age": 40, "income": 50.0, "city": "north", "member": True}])
 
 
+def test_a_fallback_is_printed_with_what_the_sklearn_runtime_costs(
+    packaged: dict[str, Packaged],
+) -> None:
+    from sklambda_tools.package import summary
+
+    fallback = summary(packaged["unconvertible"])
+    assert packaged["unconvertible"].manifest.runtime.reason in fallback  # in full
+    assert "226 MB" in fallback and "1.4 s" in fallback
+    assert "226 MB" not in summary(packaged["binary"])
+
+
 def test_fallback_reasons_are_recorded(packaged: dict[str, Packaged]) -> None:
     unconvertible = packaged["unconvertible"].manifest.runtime
     assert unconvertible.onnx is None and "FunctionTransformer" in unconvertible.reason
