@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +69,18 @@ def to_records() -> Callable[..., list[dict[str, Any]]]:
 def float32_penguins(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example model with a graph that takes float32 (see ``support.float32_copy``)."""
     return float32_copy(tmp_path_factory.mktemp("float32") / "penguins")
+
+
+@pytest.fixture
+def restore_env() -> Iterator[None]:
+    """The process environment as it was, after a test whose invocations set a function's
+    variables (``invoke_function`` sets them as Lambda would, for the whole process)."""
+    import os
+
+    from sklambda_tools.local import new_execution_environment
+
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+    new_execution_environment()

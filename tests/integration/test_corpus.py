@@ -40,6 +40,11 @@ MUST_EXPORT = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _restored_env(restore_env: None) -> None:
+    """Each test's invocations leave the process environment as they found it."""
+
+
 @pytest.fixture(scope="module")
 def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, corpus.Fitted]]:
     root = tmp_path_factory.mktemp("corpus")

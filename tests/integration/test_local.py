@@ -17,22 +17,12 @@ from sklambda_tools.local import (
     LambdaContext,
     invoke_function,
     load_handler,
-    new_execution_environment,
 )
 from sklambda_tools.localapi import LocalApi, Server
 
 from support import EVENTS, EXPECTED_STATUS, PENGUINS_DIR, REPO
 
 BIRD = json.loads((EVENTS / "predict-single.json").read_text())["body"]
-
-
-@pytest.fixture
-def restore_env() -> Iterator[None]:
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
-    new_execution_environment()
 
 
 @pytest.fixture

@@ -27,6 +27,11 @@ from support import REPO, event
 SCRIPTS = REPO / "scripts"
 
 
+@pytest.fixture(autouse=True)
+def _restored_env(restore_env: None) -> None:
+    """Each test's invocations leave the process environment as they found it."""
+
+
 @pytest.fixture(scope="module")
 def sklearn_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model packaged for the sklearn runtime (so the template's onnx default is wrong)."""

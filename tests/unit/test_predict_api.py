@@ -55,6 +55,7 @@ def make_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., ModuleTy
 
     def make(model_dir: Path = PENGUINS_DIR, **env: str) -> ModuleType:
         monkeypatch.setenv("SKLAMBDA_MODEL_DIR", str(model_dir))
+        monkeypatch.delenv("SKLAMBDA_RUNTIME", raising=False)  # the manifest's, unless given
         monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "predict")
         monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "sklambda-test")
         for key, value in env.items():
