@@ -213,8 +213,9 @@ def _convert(
             for f in features
         ]
     split = _tree_split(pipeline) if dtype == "float64" else None
+    final = pipeline.steps[-1][1] if isinstance(pipeline, Pipeline) else pipeline
     if split is None:
-        return _serialise(_to_onnx(pipeline, inputs, output))
+        return _serialise(_forest_votes(_to_onnx(pipeline, inputs, output), final, output))
     # Preprocessing in double precision, then the tree model on float32, as in scikit-learn
     # (a double-precision tree graph would compare unrounded values with the thresholds).
     import onnx
@@ -234,7 +235,66 @@ def _convert(
     second = compose.add_prefix(second, "model_")
     _same_imports(first, second)
     merged = compose.merge_models(first, second, io_map=[(TREE_INPUT, "model_X")])
-    return _serialise(merged)
+    return _serialise(_forest_votes(merged, final, output))
+
+
+def _forest_votes(graph: Any, model: Any, output: Output) -> Any:
+    """A forest classifier's graph that adds up its trees' votes exactly, as scikit-learn does.
+
+    skl2onnx weighs each tree's leaf by ``1 / trees`` in float32, so where the trees tie (half
+    say one class), the two sums differ in their last bit and the label tips either way, while
+    scikit-learn's sums are exact and it takes the first class. Here the leaves weigh their class
+    shares (whole numbers for pure leaves, so the sums are exact), the label is the first class
+    with the largest sum (``ArgMax``), and the probabilities are the sums over the trees."""
+    from onnx import helper, numpy_helper
+
+    if output.task != "classification" or not isinstance(model, BaseForest) or not output.classes:
+        return graph
+    nodes = [n for n in graph.graph.node if n.op_type == "TreeEnsembleClassifier"]
+    if len(nodes) != 1 or len(nodes[0].output) != 2:
+        return graph
+    (node,) = nodes
+    attributes = {a.name: a for a in node.attribute}
+    if attributes.get("post_transform") and attributes["post_transform"].s not in (b"", b"NONE"):
+        return graph
+    trees = len(model.estimators_)
+    weights = np.asarray(attributes["class_weights"].floats, dtype=np.float64) * trees
+    whole = np.round(weights)
+    weights = np.where(np.abs(weights - whole) < 1e-4, whole, weights)
+    del attributes["class_weights"].floats[:]
+    attributes["class_weights"].floats.extend(weights.astype(np.float32).tolist())
+    label, probabilities = node.output
+    sums, votes = f"{probabilities}_sums", f"{probabilities}_votes"
+    node.output[0], node.output[1] = f"{label}_unused", sums
+    classes = np.asarray(output.classes)
+    binary = len(classes) == 2 and len(set(attributes["class_ids"].ints)) == 1
+    new = []
+    if binary:  # onnxruntime gives the second class's sum and fills the first with 1 - sum
+        new += [
+            helper.make_node("Slice", [sums, "sk_one", "sk_two", "sk_one"], ["sk_second"]),
+            helper.make_node("Sub", ["sk_trees", "sk_second"], ["sk_first"]),
+            helper.make_node("Concat", ["sk_first", "sk_second"], [votes], axis=1),
+        ]
+    else:
+        new.append(helper.make_node("Identity", [sums], [votes]))
+    labels = classes.astype(np.int64) if classes.dtype.kind in "iub" else classes.astype(object)
+    new += [
+        helper.make_node("Div", [votes, "sk_trees"], [probabilities]),
+        helper.make_node("ArgMax", [votes], ["sk_first_largest"], axis=1, keepdims=0),
+        helper.make_node("Gather", ["sk_classes", "sk_first_largest"], [label], axis=0),
+    ]
+    graph.graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array([1], dtype=np.int64), "sk_one"),
+            numpy_helper.from_array(np.array([2], dtype=np.int64), "sk_two"),
+            numpy_helper.from_array(np.array(trees, dtype=np.float32), "sk_trees"),
+            numpy_helper.from_array(labels, "sk_classes"),
+        ]
+    )
+    at = list(graph.graph.node).index(node) + 1
+    for offset, extra in enumerate(new):
+        graph.graph.node.insert(at + offset, extra)
+    return graph
 
 
 def _same_imports(*models: Any) -> None:

@@ -301,6 +301,14 @@ CASES = [
         ),
     ),
     Case(
+        "penguins-forest-onehot",
+        "penguins",
+        "species",
+        lambda: make_pipeline(
+            _penguin_columns(_onehot()), RandomForestClassifier(n_estimators=40, random_state=SEED)
+        ),
+    ),
+    Case(
         "penguins-lasso-onehot",
         "penguins",
         "body_mass_g",
