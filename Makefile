@@ -161,13 +161,14 @@ build: $(MODEL_DIR)/model.json lint-template setup  ## sam build of MODEL_NAME f
 size: setup  ## unpacked size of each function with its layers in .aws-sam/build (the runtime it was built for); fails above 250 MB
 	$(PY) scripts/size.py --build-dir .aws-sam/build $(if $(SERVING_RUNTIME),--parameter ServingRuntime=$(SERVING_RUNTIME))
 
-build-host: $(MODEL_DIR)/model.json lint-template setup  ## build MODEL_NAME for this machine (its architecture and Python) into .aws-sam/build-host
+HOST_BUILD_DIR ?= .aws-sam/build-host
+build-host: $(MODEL_DIR)/model.json lint-template setup  ## build MODEL_NAME for this machine (its architecture and Python) into $(HOST_BUILD_DIR)
 	MODEL_NAME=$(abspath $(MODEL_DIR)) SKLAMBDA_ARCH=$(HOST_ARCH) SKLAMBDA_PYTHON=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])') \
-	  $(SAM) build --build-dir .aws-sam/build-host --region $(AWS_REGION) --parameter-overrides Architecture=$(HOST_ARCH) ServingRuntime=$(RUNTIME_CHOSEN)
-	$(PY) scripts/built_runtime.py .aws-sam/build-host --runtime $(RUNTIME_CHOSEN)
+	  $(SAM) build --build-dir $(HOST_BUILD_DIR) --region $(AWS_REGION) --parameter-overrides Architecture=$(HOST_ARCH) ServingRuntime=$(RUNTIME_CHOSEN)
+	$(PY) scripts/built_runtime.py $(HOST_BUILD_DIR) --runtime $(RUNTIME_CHOSEN)
 
 test-built: build-host  ## what `sam local invoke` would run: the built functions, isolated, with every event
-	SKLAMBDA_BUILD_DIR=.aws-sam/build-host SKLAMBDA_SAM=$(SAM) $(BIN)/pytest -q tests/built
+	SKLAMBDA_BUILD_DIR=$(HOST_BUILD_DIR) SKLAMBDA_SAM=$(SAM) $(BIN)/pytest -q tests/built
 
 lock-tools:  ## re-pin requirements/tools.txt from requirements/tools.in in a scratch venv
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock

@@ -8,7 +8,6 @@ without one, they are skipped.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
@@ -35,8 +34,6 @@ from support import EVENTS, REPO
 
 API_EVENTS = sorted(p.name for p in EVENTS.glob("*.json") if "httpMethod" in p.read_text())
 S3_EVENTS = sorted(p.name for p in EVENTS.glob("s3-*.json"))
-# What the Lambda Python runtime itself provides, next to the function and its layers.
-RUNTIME_PROVIDED = ["boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six"]
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("SKLAMBDA_BUILD_DIR"), reason="needs a host build: make test-built"
@@ -51,25 +48,6 @@ def build_dir() -> Path:
 @pytest.fixture(scope="session")
 def built_template(build_dir: Path) -> dict:  # type: ignore[type-arg]
     return load_template(build_dir / "template.yaml")
-
-
-@pytest.fixture(scope="session")
-def python() -> str:
-    """The interpreter without the project venv (its site-packages are never on the path)."""
-    return str(getattr(sys, "_base_executable", sys.executable))
-
-
-@pytest.fixture(scope="session")
-def runtime_paths(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    """A directory holding only what Lambda's runtime provides (links into this venv)."""
-    root = tmp_path_factory.mktemp("lambda-runtime")
-    for name in RUNTIME_PROVIDED:
-        spec = importlib.util.find_spec(name)
-        assert spec is not None and spec.origin is not None
-        origin = Path(spec.origin)
-        source = origin.parent if origin.name == "__init__.py" else origin
-        (root / source.name).symlink_to(source)
-    return [str(root)]
 
 
 @pytest.fixture(scope="session")
