@@ -167,6 +167,9 @@ class RuntimeInfo:
     serving: Runtime
     reason: str
     onnx: OnnxInfo | None = None
+    float32_inputs: bool = False
+    """The pipeline casts its numbers to float32 (a tree model does): a number float32 cannot
+    hold is out of range whichever runtime serves it."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -97,6 +97,11 @@ class SklearnBackend:
         return Scores(labels=labels, probabilities=proba)
 
 
+UNSEEN = "__sklambda_unseen__"
+"""What the graph is fed for a category not seen in training (the packaging parity check
+probes it)."""
+
+
 class OnnxBackend:
     """Scores with the exported ONNX graph through onnxruntime: one input per feature, or one
     matrix of every feature when the graph takes its inputs that way (all numeric)."""
@@ -143,6 +148,7 @@ class OnnxBackend:
             names if output.task == "classification" and output.probabilities else names[:1]
         )
         self._classes = np.asarray(output.classes) if output.classes is not None else None
+        self._known = {f.name: frozenset(f.categories or ()) for f in self.features}
 
     def _feed(self, columns: Columns) -> dict[str, np.ndarray]:
         if self.matrix:
@@ -154,7 +160,13 @@ class OnnxBackend:
         for feature, name in zip(self.features, self.inputs, strict=True):
             col = columns[feature.name]
             if feature.kind == "categorical":
-                arr = np.array([self.missing if v is None else v for v in col], dtype=object)
+                known = self._known[feature.name]
+                # Every category the pipeline never saw is one to its encoders; a fixed one
+                # keeps a client's "nan" from reading as the graph's missing category.
+                arr = np.array(
+                    [self.missing if v is None else v if v in known else UNSEEN for v in col],
+                    dtype=object,
+                )
             else:
                 arr = np.asarray(_missing_as_nan(col), dtype=self.dtype)
             feed[name] = arr.reshape(-1, 1)

@@ -104,10 +104,13 @@ def _unicode(text: str) -> bool:
 
 def number_limit(manifest: Manifest) -> float:
     """The magnitude from which the artifact's numbers are out of range: ``FLOAT32_LIMIT`` when
-    its ONNX graph takes float32 inputs (whichever runtime serves it), else infinity (any
-    finite double)."""
+    its ONNX graph takes float32 inputs or its pipeline casts them to float32 (whichever runtime
+    serves it), else infinity (any finite double)."""
     onnx = manifest.runtime.onnx
-    return FLOAT32_LIMIT if onnx is not None and onnx.input_dtype == "float32" else math.inf
+    float32 = manifest.runtime.float32_inputs or (
+        onnx is not None and onnx.input_dtype == "float32"
+    )
+    return FLOAT32_LIMIT if float32 else math.inf
 
 
 def _parse_int(literal: str) -> int:

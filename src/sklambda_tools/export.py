@@ -9,6 +9,7 @@ served by the sklearn runtime, and the manifest says why.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from copy import deepcopy
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.tree._classes import BaseDecisionTree
 
 from sklambda.manifest import ONNX_FILE, Feature, OnnxInfo, Output, Parity
-from sklambda.model import OnnxBackend, Scores, SklearnBackend
+from sklambda.model import UNSEEN, OnnxBackend, Scores, SklearnBackend
 from sklambda.schema import InputSchema
 from sklambda_tools.errors import PackagingError
 
@@ -189,14 +190,49 @@ def for_export(pipeline: Any) -> Any:
     return visit(deepcopy(pipeline))
 
 
-def _tree_split(pipeline: Any) -> tuple[Pipeline, Any] | None:
-    """``(preprocessing, tree model)`` of a pipeline that ends in a tree model after at least
-    one step: exported as two graphs joined by a float32 cast, the way scikit-learn runs it."""
-    if isinstance(pipeline, Pipeline) and len(pipeline.steps) > 1:
-        last = pipeline.steps[-1][1]
-        if isinstance(last, TREE_MODELS):
-            return Pipeline(pipeline.steps[:-1]), last
-    return None
+def _steps(est: Any) -> list[tuple[str, Any]]:
+    """A pipeline's steps with nested pipelines flattened; a bare estimator is one step."""
+    if not isinstance(est, Pipeline):
+        return [("model", est)]
+    out: list[tuple[str, Any]] = []
+    for name, step in est.steps:
+        out += (
+            [(f"{name}__{n}", s) for n, s in _steps(step)]
+            if isinstance(step, Pipeline)
+            else [(name, step)]
+        )
+    return out
+
+
+def _final(est: Any) -> Any:
+    return _steps(est)[-1][1]
+
+
+def _tree_split(pipeline: Any) -> tuple[Pipeline | None, Any] | None:
+    """``(preprocessing, tree model)`` of a pipeline that ends in a tree model (``None``
+    preprocessing for a tree model alone): exported as two graphs joined by a float32 cast,
+    the way scikit-learn runs it."""
+    steps = _steps(pipeline)
+    last = steps[-1][1]
+    if not isinstance(last, TREE_MODELS):
+        return None
+    return (Pipeline(steps[:-1]) if len(steps) > 1 else None), last
+
+
+def casts_to_float32(est: Any) -> bool:
+    """Whether a tree model in the pipeline (anywhere: a step, a column transformer's part)
+    casts its input to float32, which refuses a number float32 cannot hold."""
+    if isinstance(est, TREE_MODELS):
+        return True
+    if isinstance(est, Pipeline):
+        return any(casts_to_float32(step) for _, step in est.steps)
+    if isinstance(est, ColumnTransformer):
+        return any(casts_to_float32(t) for _, t, _ in est.transformers_)
+    return False
+
+
+class NotExact(Exception):
+    """An attempt that cannot give scikit-learn's answers, found before converting."""
 
 
 def _convert(
@@ -212,9 +248,19 @@ def _convert(
             (f.name, StringTensorType([None, 1]) if f.kind == "categorical" else number([None, 1]))
             for f in features
         ]
-    split = _tree_split(pipeline) if dtype == "float64" else None
-    final = pipeline.steps[-1][1] if isinstance(pipeline, Pipeline) else pipeline
-    if split is None:
+    split = _tree_split(pipeline)
+    final = _final(pipeline)
+    if split is not None and dtype == "float32" and split[0] is not None:
+        raise NotExact(
+            "a tree model behind preprocessing: scikit-learn preprocesses in double precision "
+            "and casts to float32 before the trees, a float32 graph rounds earlier"
+        )
+    if split is not None and dtype == "float64" and split[0] is None:
+        raise NotExact(
+            "a tree model alone takes float32 inputs (scikit-learn casts them; the float32 "
+            "attempt is the exact one)"
+        )
+    if split is None or dtype == "float32":
         return _serialise(_forest_votes(_to_onnx(pipeline, inputs, output), final, output))
     # Preprocessing in double precision, then the tree model on float32, as in scikit-learn
     # (a double-precision tree graph would compare unrounded values with the thresholds).
@@ -222,6 +268,7 @@ def _convert(
     from onnx import compose, helper
 
     pre, model = split
+    assert pre is not None
     first = _to_onnx(pre, inputs, output)
     (produced,) = first.graph.output
     first.graph.node.append(
@@ -260,7 +307,8 @@ def _forest_votes(graph: Any, model: Any, output: Output) -> Any:
     trees = len(model.estimators_)
     weights = np.asarray(attributes["class_weights"].floats, dtype=np.float64) * trees
     whole = np.round(weights)
-    weights = np.where(np.abs(weights - whole) < 1e-4, whole, weights)
+    # only float32 rounding of a whole number is snapped back to it
+    weights = np.where(np.abs(weights - whole) <= 1e-6 * np.maximum(1.0, whole), whole, weights)
     del attributes["class_weights"].floats[:]
     attributes["class_weights"].floats.extend(weights.astype(np.float32).tolist())
     label, probabilities = node.output
@@ -345,19 +393,36 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-UNSEEN_PROBE = "__sklambda_unseen__"
+UNSEEN_PROBE = UNSEEN
 
 
-def probe_rows(features: Sequence[Feature], record: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Copies of one valid row with one edge each: a nullable feature missing, or a category
-    the pipeline never saw (where the schema lets it be scored). Serving meets both; a
-    holdout may hold neither."""
-    probes = []
-    for f in features:
-        if f.nullable:
-            probes.append({**record, f.name: None})
-        if f.kind == "categorical" and f.unseen == "score":
-            probes.append({**record, f.name: UNSEEN_PROBE})
+PROBE_ROWS = 50
+"""Holdout rows each edge is tried on: a missing value can take another branch on every row."""
+
+
+def probe_rows(
+    features: Sequence[Feature], records: Sequence[Mapping[str, Any]], rows: int = PROBE_ROWS
+) -> list[dict[str, Any]]:
+    """Copies of valid rows with one edge each, on the first ``rows`` holdout rows: a nullable
+    feature missing, every nullable feature missing at once, a category the pipeline never saw
+    (where the schema lets it be scored), a number between whole numbers (a graph that casts a
+    number to an integer category would round it). Serving meets all of them; a holdout may
+    hold none."""
+    probes: list[dict[str, Any]] = []
+    nullable = [f.name for f in features if f.nullable]
+    for record in records[:rows]:
+        for f in features:
+            value = record.get(f.name)
+            if f.nullable:
+                probes.append({**record, f.name: None})
+            if f.kind == "categorical" and f.unseen == "score":
+                probes.append({**record, f.name: UNSEEN_PROBE})
+            if f.kind == "numeric" and isinstance(value, (int, float)) and math.isfinite(value):
+                between = value + 0.37
+                if f.min is None or f.max is None or f.min <= between <= f.max:
+                    probes.append({**record, f.name: between})
+        if len(nullable) > 1:
+            probes.append({**record, **dict.fromkeys(nullable)})
     return probes
 
 
@@ -369,13 +434,16 @@ def export(
 ) -> Export:
     """Try to export ``pipeline``; return the first graph that agrees with the pipeline on the
     holdout ``records`` plus probe rows, or the reasons none did."""
-    probes = probe_rows(features, records[0]) if records else []
+    probes = probe_rows(features, records)
     checked = InputSchema(features).validate([*records, *probes])
     if checked.errors:
         e = checked.errors[0]
         raise PackagingError(f"holdout row {e.row}, {e.field}: {e.reason}")
     columns = checked.columns
-    reference = SklearnBackend(pipeline, output).score(columns, probabilities=True)
+    try:
+        reference = SklearnBackend(pipeline, output).score(columns, probabilities=True)
+    except Exception as exc:  # the pipeline itself fails on a row the schema accepts
+        raise PackagingError(_unscorable(pipeline, output, features, probes, exc)) from exc
     convertible = for_export(pipeline)
     layouts: list[Layout] = ["columns"]
     if len(features) > 1 and all(f.kind != "categorical" for f in features):
@@ -389,6 +457,9 @@ def export(
             try:
                 graph = _convert(convertible, features, output, dtype, layout)
                 inputs = graph_inputs(graph)
+            except NotExact as exc:
+                tried.append(f"{what}: not tried ({exc})")
+                continue
             except Exception as exc:
                 tried.append(f"{what}: conversion failed ({_reason(exc)})")
                 continue
@@ -411,6 +482,36 @@ def export(
                 return Export(graph, info, _agreement(check, dtype))
             tried.append(f"{what}: {_disagreement(check)}")
     return Export(None, None, "the ONNX export was not used: " + "; ".join(tried))
+
+
+def _unscorable(
+    pipeline: Any,
+    output: Output,
+    features: Sequence[Feature],
+    probes: Sequence[Mapping[str, Any]],
+    exc: BaseException,
+) -> str:
+    """Name the first probe row the pipeline cannot score, and what to pass instead."""
+    backend = SklearnBackend(pipeline, output)
+    schema = InputSchema(features)
+    for probe in probes:
+        try:
+            backend.score(schema.validate([probe]).columns, probabilities=True)
+        except Exception as failure:
+            edge = [f.name for f in features if probe.get(f.name) is None]
+            unseen = [f.name for f in features if probe.get(f.name) == UNSEEN_PROBE]
+            if unseen:
+                what, fix = f"an unseen category in {unseen[0]}", "an encoder that handles it"
+            elif edge:
+                what = f"{', '.join(edge)} missing"
+                fix = f"--not-nullable {','.join(edge)} (or an imputer)"
+            else:
+                what, fix = "a number between the holdout's values", "a numeric feature kind"
+            return (
+                f"the pipeline cannot score a row the schema accepts ({what}): "
+                f"{_reason(failure)}; package with {fix}"
+            )
+    return f"the pipeline cannot score the holdout with the probe rows: {_reason(exc)}"
 
 
 def _agreement(check: Parity, dtype: str) -> str:

@@ -725,6 +725,8 @@ def build(
         runtime_info = RuntimeInfo(serving="onnx", reason=exported.reason, onnx=exported.info)
     else:
         runtime_info = RuntimeInfo(serving="sklearn", reason=exported.reason, onnx=None)
+    if export.casts_to_float32(pipeline):
+        runtime_info = dataclasses.replace(runtime_info, float32_inputs=True)
     python = python_note(pipeline, runtime_info.serving)
     if python is not None:
         notes.append(python)

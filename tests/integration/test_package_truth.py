@@ -390,7 +390,8 @@ def test_an_imputed_feature_is_nullable_without_a_gap_in_training_and_onnx_check
     info = result.manifest.runtime.onnx
     assert result.manifest.runtime.serving == "onnx", result.manifest.runtime.reason
     assert info is not None and info.parity.passed
-    assert info.parity.probes == 3  # age missing, income missing, an unseen city
+    # on each of the first 50 holdout rows: age missing, income missing, both, an unseen city
+    assert info.parity.probes >= 50 * 4
     # And both runtimes score a row without them like the pipeline does
     row = {"age": None, "income": None, "city": "north", "member": True}
     expected = pipeline.predict_proba(
@@ -412,7 +413,8 @@ def test_a_boosting_model_without_gaps_in_training_is_nullable_and_served_by_onn
     assert all(f.nullable for f in result.manifest.features)
     assert result.manifest.runtime.serving == "onnx", result.manifest.runtime.reason
     assert result.manifest.runtime.onnx is not None
-    assert result.manifest.runtime.onnx.parity.probes == 2
+    # on each of the first 50 holdout rows: age missing, income missing, both
+    assert result.manifest.runtime.onnx.parity.probes >= 50 * 3
 
 
 def test_a_tree_keeps_the_onnx_runtime_rather_than_a_nullability_the_export_cannot_match(
