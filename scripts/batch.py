@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from sklambda.errors import ModelLoadError, RuntimeUnavailableError
 from sklambda_tools.localbatch import run_batch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,9 +58,13 @@ def main() -> int:
         return 2
     args.file = Path(args.file)
     overrides = {"ServingRuntime": args.runtime} if args.runtime else None
-    done = run_batch(
-        ROOT, args.file, args.out, model_dir=args.model.resolve(), parameters=overrides
-    )
+    try:
+        done = run_batch(
+            ROOT, args.file, args.out, model_dir=args.model.resolve(), parameters=overrides
+        )
+    except (ModelLoadError, RuntimeUnavailableError) as exc:  # the function's init fails
+        print(f"{PROG}: the batch function cannot load the model: {exc}", file=sys.stderr)
+        return 2
     m = done.manifest or {}
     rows = m.get("rows", {})
     print(

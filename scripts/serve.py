@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sklambda.errors import ModelLoadError, RuntimeUnavailableError
 from sklambda.manifest import Manifest, read_manifest
+from sklambda.model import load
 from sklambda_tools.localapi import LocalApi, Server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +55,15 @@ def main() -> int:
         | ({"ServingRuntime": args.runtime} if args.runtime else {}),
         api_key=args.api_key,
     )
+    runtime = app.resolver.values["ServingRuntime"]
+    try:
+        load(args.model, runtime)
+    except (ModelLoadError, RuntimeUnavailableError) as exc:
+        print(
+            f"warning: the {runtime} runtime cannot load {args.model}: every route will answer "
+            f"503 ({exc})",
+            file=sys.stderr,
+        )
     with Server(app, port=args.port) as server:
         print(
             f"serving {', '.join(f'{m} {p}' for p, m in app.routes)} at {server.url} "

@@ -64,7 +64,7 @@ from sklambda.errors import (
 )
 from sklambda.model import Model
 from sklambda.schema import Header
-from sklambda.scoring import Scored, csv_line, formatter, score_records, score_text
+from sklambda.scoring import Scored, csv_line, formatter, score_records, score_text, unscorable
 from sklambda.settings import BatchSettings, variable
 
 INCOMING = "incoming/"
@@ -803,7 +803,7 @@ def _window(values: list[Any], start: int, stop: int, n: int) -> list[Any]:
 
 
 def _unscorable(exc: BaseException) -> str:
-    return f"could not be scored (an internal error: {type(exc).__name__})"
+    return unscorable(exc)
 
 
 def _bisected(

@@ -130,10 +130,38 @@ def predict_all(model: Model, instances: Sequence[Any]) -> Scored:
     checked = model.schema.validate(instances)
     if checked.errors:
         raise InvalidInput(checked.errors)
-    scored = _scored(model, checked)
+    try:
+        scored = _scored(model, checked)
+    except MODEL_REFUSALS as exc:
+        raise InvalidInput(_refused_rows(model, instances, exc)) from exc
     if scored.errors:
         raise InvalidInput(scored.errors)
     return scored
+
+
+MODEL_REFUSALS = (ValueError, ArithmeticError)
+"""What a pipeline raises for an input it cannot score (scikit-learn's input checks raise
+ValueError: infinity after a log of a negative number, say); the row's fault, not the
+service's."""
+
+
+def unscorable(exc: BaseException) -> str:
+    """The reason of a row the model raised on, online and in batch."""
+    return f"could not be scored (an internal error: {type(exc).__name__})"
+
+
+def _refused_rows(model: Model, instances: Sequence[Any], exc: BaseException) -> list[FieldError]:
+    """The instances the model raises on when scored alone; none alone: the original error
+    (the fault is not the rows')."""
+    refused = []
+    for i, instance in enumerate(instances):
+        try:
+            _scored(model, model.schema.validate([instance]))
+        except MODEL_REFUSALS as alone:
+            refused.append(FieldError(i, None, unscorable(alone)))
+    if not refused:
+        raise exc
+    return refused
 
 
 class Formatter:

@@ -18,9 +18,9 @@ import numpy as np
 
 from sklambda.batchio import read_csv
 from sklambda.drift import MIN_ROWS, PREDICTION, PSI_THRESHOLD, count, drift_counter
-from sklambda.errors import FileError
+from sklambda.errors import FileError, SklambdaError
 from sklambda.model import Model, load
-from sklambda.scoring import score_text
+from sklambda.scoring import MODEL_REFUSALS, score_text, unscorable
 
 
 def file_drift(
@@ -88,11 +88,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the full report here")
     args = parser.parse_args(argv)
     try:
-        report = file_drift(
-            load(args.model), args.data, threshold=args.threshold, min_rows=args.min_rows
-        )
+        model = load(args.model)
+    except SklambdaError as exc:  # a missing export, a module the pickle needs, a bad hash
+        print(f"drift: {args.model}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        report = file_drift(model, args.data, threshold=args.threshold, min_rows=args.min_rows)
     except (FileError, OSError, UnicodeDecodeError) as exc:
         print(f"drift: {args.data}: {exc}", file=sys.stderr)
+        return 2
+    except MODEL_REFUSALS as exc:  # exit 1 means drift; a failure to check is 2
+        print(
+            f"drift: {args.data}: the model cannot score its rows: {unscorable(exc)}",
+            file=sys.stderr,
+        )
         return 2
     print(render(report))
     if args.json:

@@ -642,6 +642,11 @@ def build(
         missing = [n for n in [*names, target] if n not in frame.columns]
         if missing:
             raise PackagingError(f"the {what} data lacks the columns {missing}")
+    if target in names:
+        raise PackagingError(
+            f"the target {target!r} is one of the pipeline's features: TARGET names the column "
+            "the pipeline predicts"
+        )
     if holdout[target].isna().any():
         raise PackagingError(f"the holdout target column {target!r} has missing values")
     if len(holdout) == 0:
@@ -671,6 +676,15 @@ def build(
     y_true = holdout[target].to_numpy()
     if task == "classification":
         y_true = np.asarray([_python_label(v) for v in y_true])
+        known = {str(c) for c in classes or []}
+        strangers = sorted({str(v) for v in y_true} - known)
+        if strangers:
+            raise PackagingError(
+                f"the holdout target {target!r} holds values that are not the pipeline's "
+                f"classes ({', '.join(strangers[:5])}{', ...' if len(strangers) > 5 else ''}; "
+                f"the classes are {', '.join(sorted(known))}): is {target!r} the column it "
+                "was trained to predict?"
+            )
     metrics = evaluate.holdout_metrics(
         task, y_true, predicted, reference.probabilities, classes, split=split
     )
@@ -917,7 +931,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--target", required=True, help="target column in the holdout CSV")
     parser.add_argument("--train-data", help="training CSV, for drift baselines and schema")
     parser.add_argument("--name", help="model name (default: the model file's stem)")
-    parser.add_argument("--version", help="model version (default: SHA-256 prefix of model.joblib)")
+    parser.add_argument(
+        "--version", help="model version (default: SHA-256 prefix of the --model file)"
+    )
     parser.add_argument("--description", default="")
     parser.add_argument("--out", help="artifact directory (default: models/<name>)")
     parser.add_argument("--gate", help="gate TOML (default: <out>/gate.toml if present)")
@@ -964,7 +980,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.target,
             out_dir,
             name=name,
-            version=args.version,
+            # The same file gives the same version: the re-saved pickle's bytes are not
+            # stable for every estimator (a tree's node arrays carry padding).
+            version=args.version or sha256_bytes(Path(args.model).read_bytes())[:12],
             description=args.description,
             train=train,
             gate=gate,
