@@ -713,7 +713,7 @@ class _Job:
             parts, failed = _bisected(score, n)
             for i, exc in failed:
                 raw = dict(zip(names, chunk.row_cells(i), strict=True))
-                rejected.add(chunk.numbers[i], None, _unscorable(exc), raw)
+                rejected.add(chunk.numbers[i], None, unscorable(exc), raw)
             for start, stop, scored in parts:
                 numbers = _window(chunk.numbers, start, stop, n)
                 for e in scored.errors:
@@ -760,7 +760,7 @@ class _Job:
 
         parts, failed = _bisected(score, n) if n else ([], [])
         for i, exc in failed:
-            rejected.add(numbers[i], None, _unscorable(exc), raws[i])
+            rejected.add(numbers[i], None, unscorable(exc), raws[i])
         for start, stop, scored in parts:
             part_numbers = _window(numbers, start, stop, n)
             for e in scored.errors:
@@ -800,10 +800,6 @@ def _picker(rows: list[int]) -> Callable[[list[Any]], list[Any]]:
 def _window(values: list[Any], start: int, stop: int, n: int) -> list[Any]:
     """``values[start:stop]``, without a copy when that is all ``n`` of them."""
     return values if start == 0 and stop == n else values[start:stop]
-
-
-def _unscorable(exc: BaseException) -> str:
-    return unscorable(exc)
 
 
 def _bisected(

@@ -10,7 +10,7 @@ served by the sklearn runtime, and the manifest says why.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from copy import deepcopy
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -94,16 +94,21 @@ def _serialise(graph: Any) -> bytes:
 Layout = Literal["columns", "matrix"]
 
 
-def _classifiers(est: Any) -> list[Any]:
-    """Every classifier in a (nested) pipeline: each gets its own converter options."""
-    found = [est] if is_classifier(est) and not isinstance(est, Pipeline) else []
+def _parts(est: Any) -> Iterator[Any]:
+    """The estimator and every estimator inside it: pipeline steps, column transformers'
+    parts, at any depth."""
+    yield est
     if isinstance(est, Pipeline):
         for _, step in est.steps:
-            found += _classifiers(step)
+            yield from _parts(step)
     elif isinstance(est, ColumnTransformer):
         for _, trans, _ in est.transformers_:
-            found += _classifiers(trans)
-    return found
+            yield from _parts(trans)
+
+
+def _classifiers(est: Any) -> list[Any]:
+    """Every classifier in a (nested) pipeline: each gets its own converter options."""
+    return [e for e in _parts(est) if is_classifier(e) and not isinstance(e, Pipeline)]
 
 
 # scikit-learn's trees (and the forests and gradient boosting built of them) cast their input
@@ -222,13 +227,7 @@ def _tree_split(pipeline: Any) -> tuple[Pipeline | None, Any] | None:
 def casts_to_float32(est: Any) -> bool:
     """Whether a tree model in the pipeline (anywhere: a step, a column transformer's part)
     casts its input to float32, which refuses a number float32 cannot hold."""
-    if isinstance(est, TREE_MODELS):
-        return True
-    if isinstance(est, Pipeline):
-        return any(casts_to_float32(step) for _, step in est.steps)
-    if isinstance(est, ColumnTransformer):
-        return any(casts_to_float32(t) for _, t, _ in est.transformers_)
-    return False
+    return any(isinstance(e, TREE_MODELS) for e in _parts(est))
 
 
 class NotExact(Exception):
@@ -393,9 +392,6 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-UNSEEN_PROBE = UNSEEN
-
-
 PROBE_ROWS = 50
 """Holdout rows each edge is tried on: a missing value can take another branch on every row."""
 
@@ -416,7 +412,7 @@ def probe_rows(
             if f.nullable:
                 probes.append({**record, f.name: None})
             if f.kind == "categorical" and f.unseen == "score":
-                probes.append({**record, f.name: UNSEEN_PROBE})
+                probes.append({**record, f.name: UNSEEN})
             if f.kind == "numeric" and isinstance(value, (int, float)) and math.isfinite(value):
                 between = value + 0.37
                 if f.min is None or f.max is None or f.min <= between <= f.max:
@@ -499,7 +495,7 @@ def _unscorable(
             backend.score(schema.validate([probe]).columns, probabilities=True)
         except Exception as failure:
             edge = [f.name for f in features if probe.get(f.name) is None]
-            unseen = [f.name for f in features if probe.get(f.name) == UNSEEN_PROBE]
+            unseen = [f.name for f in features if probe.get(f.name) == UNSEEN]
             if unseen:
                 what, fix = f"an unseen category in {unseen[0]}", "an encoder that handles it"
             elif edge:
