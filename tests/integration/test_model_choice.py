@@ -93,6 +93,22 @@ def test_make_batch_scores_with_the_manifest_runtime(sklearn_model: Path, tmp_pa
     assert done.manifest["rows"]["scored"] == 2
 
 
+def _stamp(built: Path, runtime: str) -> subprocess.CompletedProcess[str]:
+    """What `make build` runs after `sam build`: scripts/built_runtime.py."""
+    return subprocess.run(
+        [
+            str(REPO / ".venv/bin/python"),
+            str(SCRIPTS / "built_runtime.py"),
+            str(built),
+            "--runtime",
+            runtime,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def test_the_built_template_defaults_to_the_models_runtime(tmp_path: Path) -> None:
     # Given a built template as sam build writes it (defaults unchanged)
     built = tmp_path / "build"
@@ -100,18 +116,7 @@ def test_the_built_template_defaults_to_the_models_runtime(tmp_path: Path) -> No
     shutil.copy(REPO / "template.yaml", built / "template.yaml")
     before = (built / "template.yaml").read_text()
     # When the model's runtime is stamped on it
-    run = subprocess.run(
-        [
-            str(REPO / ".venv/bin/python"),
-            str(SCRIPTS / "built_runtime.py"),
-            str(built),
-            "--runtime",
-            "sklearn",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    run = _stamp(built, "sklearn")
     assert run.returncode == 0, run.stderr
     # Then the ServingRuntime default (and nothing else) changed
     after = load_template(built / "template.yaml")
@@ -129,18 +134,7 @@ def test_the_built_template_defaults_to_the_models_runtime(tmp_path: Path) -> No
     ]
     assert len(changed) == 1
     # and a runtime the template does not allow is refused
-    bad = subprocess.run(
-        [
-            str(REPO / ".venv/bin/python"),
-            str(SCRIPTS / "built_runtime.py"),
-            str(built),
-            "--runtime",
-            "tensorflow",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    bad = _stamp(built, "tensorflow")
     assert bad.returncode == 2 and "must be one of onnx, sklearn" in bad.stderr
 
 
