@@ -136,10 +136,8 @@ class OnnxBackend:
         # of names with spaces, dots or dashes.
         self.inputs = list(inputs) if inputs is not None else [f.name for f in self.features]
         self.matrix = len(self.inputs) == 1 and len(self.features) > 1
-        expected = len(self.inputs) if self.matrix else len(self.features)
-        if len(self.inputs) != expected or sorted(self.inputs) != sorted(
-            i.name for i in self.session.get_inputs()
-        ):
+        counted = self.matrix or len(self.inputs) == len(self.features)
+        if not counted or sorted(self.inputs) != sorted(i.name for i in self.session.get_inputs()):
             raise ModelLoadError("the ONNX graph's inputs do not match the manifest's features")
         names = [o.name for o in self.session.get_outputs()]
         # A classifier without predict_proba exports decision scores as its second output;
