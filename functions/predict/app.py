@@ -284,7 +284,7 @@ def _answer(event: dict[str, Any], metrics: MetricSet) -> tuple[int, str]:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     global _cold_start
     started = time.perf_counter()
-    metrics = MetricSet(settings.metrics_namespace, _dimensions)
+    metrics = MetricSet(settings.metrics_namespace, _dimensions, settings.function_version)
     try:
         status, body = _answer(event if isinstance(event, dict) else {}, metrics)
     except Exception:  # _answer maps every error of a route; this is the last line of defence
@@ -292,6 +292,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         status, body = _error(500, "internal error", [], None)
     if 400 <= status < 500:
         metrics.add(MetricName.INVALID_REQUESTS, 1)
+    elif status >= 500:  # 500, or 503 when the model is unavailable: rolls a deployment back
+        metrics.add_versioned(MetricName.SERVER_ERRORS, 1)
     if _cold_start:
         metrics.add(MetricName.COLD_START, 1)
         _cold_start = False

@@ -31,6 +31,7 @@ class MetricName:
     INVALID_REQUESTS = "InvalidRequests"
     PREDICTED_CLASS = "PredictedClass"
     MODEL_UNAVAILABLE = "ModelUnavailable"
+    SERVER_ERRORS = "ServerErrors"
     CAPTURED_REQUESTS = "CapturedRequests"
     CAPTURE_FAILURES = "CaptureFailures"
     FILES_PROCESSED = "FilesProcessed"
@@ -52,6 +53,7 @@ class Dimension:
     CLASS = "Class"
     FEATURE = "Feature"
     SERVICE = "service"  # the function's service (predict, batch, drift), as Powertools names it
+    FUNCTION_VERSION = "FunctionVersion"
 
 
 class Unit:
@@ -113,16 +115,22 @@ class MetricSet:
 
     ``add`` appends a value (a metric added twice holds both); ``add_per`` adds a metric per
     value of an extra dimension; ``alarmed`` metrics go out under ``service`` alone as well, the
-    dimension set the template's alarms name without knowing which model is deployed.
+    dimension set the template's alarms name without knowing which model is deployed;
+    ``versioned`` ones under ``service`` and ``FunctionVersion``, what the rollout alarms name
+    (the new version's number, so that the old version's errors never roll a deployment back).
     """
 
-    def __init__(self, namespace: str, dimensions: Mapping[str, str]) -> None:
+    def __init__(
+        self, namespace: str, dimensions: Mapping[str, str], function_version: str = "$LATEST"
+    ) -> None:
         self.namespace = namespace
         self.dimensions = dict(dimensions)
+        self.function_version = function_version
         self.values: dict[str, list[float]] = {}
         self.units: dict[str, str] = {}
         self.per: list[tuple[str, str, dict[str, float], str]] = []
         self.alarmed: dict[str, list[float]] = {}
+        self.versioned: dict[str, list[float]] = {}
 
     def add(self, name: str, value: float, unit: str = Unit.COUNT) -> None:
         self.values.setdefault(name, []).append(float(value))
@@ -135,6 +143,11 @@ class MetricSet:
     def add_alarmed(self, name: str, value: float, unit: str = Unit.NONE) -> None:
         """A metric the template alarms on: published under ``service`` alone."""
         self.alarmed.setdefault(name, []).append(float(value))
+        self.units.setdefault(name, unit)
+
+    def add_versioned(self, name: str, value: float, unit: str = Unit.COUNT) -> None:
+        """A metric the rollout alarms watch: under ``service`` and ``FunctionVersion``."""
+        self.versioned.setdefault(name, []).append(float(value))
         self.units.setdefault(name, unit)
 
     def records(self, *, timestamp_ms: int | None = None) -> list[str]:
@@ -157,6 +170,13 @@ class MetricSet:
             service = {Dimension.SERVICE: self.dimensions.get(Dimension.SERVICE, "")}
             alarmed = _flat(self.alarmed)
             out.append(emf(self.namespace, service, alarmed, self.units, timestamp_ms=stamp))
+        if self.versioned:
+            at = {
+                Dimension.SERVICE: self.dimensions.get(Dimension.SERVICE, ""),
+                Dimension.FUNCTION_VERSION: self.function_version,
+            }
+            versioned = _flat(self.versioned)
+            out.append(emf(self.namespace, at, versioned, self.units, timestamp_ms=stamp))
         return out
 
     def flush(self, write: Callable[[str], Any] | None = None, **kwargs: Any) -> None:
@@ -165,7 +185,7 @@ class MetricSet:
         out = write or _stdout
         for record in self.records(**kwargs):
             out(record)
-        self.values, self.units, self.per, self.alarmed = {}, {}, [], {}
+        self.values, self.units, self.per, self.alarmed, self.versioned = {}, {}, [], {}, {}
 
 
 def _flat(values: dict[str, list[float]]) -> dict[str, float | list[float]]:

@@ -9,6 +9,7 @@ required setting, or has one out of range, fails its init with a message naming 
 | ``SKLAMBDA_RUNTIME`` | all | the manifest's | ``onnx`` or ``sklearn`` |
 | ``POWERTOOLS_SERVICE_NAME`` | all | ``sklambda`` | the ``service`` of logs and metrics |
 | ``POWERTOOLS_METRICS_NAMESPACE`` | all | ``sklambda`` | the CloudWatch namespace |
+| ``AWS_LAMBDA_FUNCTION_VERSION`` | all | ``$LATEST`` | set by Lambda: the version running |
 | ``SKLAMBDA_MAX_INSTANCES`` | predict | 1000 | instances one request may carry |
 | ``SKLAMBDA_MAX_BODY_BYTES`` | predict | 1048576 | request body size limit |
 | ``SKLAMBDA_CAPTURE_RATE`` | predict | 0 | the share of requests captured (0: off) |
@@ -41,7 +42,11 @@ from sklambda.typed import ContractError, build
 
 PREFIX = "SKLAMBDA_"
 # Settings that keep the names Powertools and SAM's templates already use.
-_NAMED = {"service": "POWERTOOLS_SERVICE_NAME", "metrics_namespace": "POWERTOOLS_METRICS_NAMESPACE"}
+_NAMED = {
+    "service": "POWERTOOLS_SERVICE_NAME",
+    "metrics_namespace": "POWERTOOLS_METRICS_NAMESPACE",
+    "function_version": "AWS_LAMBDA_FUNCTION_VERSION",
+}
 
 
 def variable(name: str) -> str:
@@ -57,6 +62,8 @@ class Settings:
     runtime: Literal["onnx", "sklearn"] | None = None
     service: str = "sklambda"
     metrics_namespace: str = "sklambda"
+    function_version: str = "$LATEST"
+    """The version of the function that runs (Lambda sets it): the rollout alarms' dimension."""
 
     def check(self) -> None:
         """Rules across fields (each kind adds its own)."""

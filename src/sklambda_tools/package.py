@@ -54,7 +54,8 @@ from sklearn.preprocessing import (
 from sklearn.utils import get_tags
 from sklearn.utils.validation import check_is_fitted
 
-from sklambda import drift
+from sklambda import drift, probes
+from sklambda.errors import InvalidInput
 from sklambda.manifest import (
     CARD_FILE,
     JOBLIB_FILE,
@@ -74,8 +75,10 @@ from sklambda.manifest import (
     dump_manifest,
     sha256_bytes,
 )
-from sklambda.model import Scores, SklearnBackend
+from sklambda.model import Model, Scores, SklearnBackend
+from sklambda.probes import PROBES_FILE
 from sklambda.schema import InputSchema
+from sklambda.scoring import predict_all
 from sklambda_tools import evaluate, export
 from sklambda_tools.card import render_card
 from sklambda_tools.errors import GateFailed, PackagingError
@@ -771,7 +774,55 @@ def build(
         runtime=runtime_info,
         pickled_with=dict(pickled_with) if pickled_with is not None else None,
     )
+    files[PROBES_FILE] = probe_file(manifest, pipeline, records)
+    artifacts[PROBES_FILE] = ArtifactFile(
+        sha256=sha256_bytes(files[PROBES_FILE]), bytes=len(files[PROBES_FILE])
+    )
+    manifest = dataclasses.replace(manifest, artifacts=artifacts)
     return Packaged(_write(Path(out_dir), files, manifest), manifest, tuple(notes))
+
+
+PROBE_HOLDOUT_ROWS = 64
+PROBE_FILE_ROWS = 256
+"""Rows of the probe file: the first holdout rows, then edge rows spread evenly over those the
+parity check tried; a few hundred rows are one request to the deployed version (a few
+tens of kB)."""
+
+
+def probe_file(manifest: Manifest, pipeline: Any, records: Sequence[dict[str, Any]]) -> bytes:
+    """``probes.json``: holdout rows and edge rows, with the answers the pipeline gives them
+    through the scoring core (as the API would answer with the sklearn runtime)."""
+    edges = export.probe_rows(manifest.features, records)
+    rows = list(records[:PROBE_HOLDOUT_ROWS])
+    room = PROBE_FILE_ROWS - len(rows)
+    if len(edges) > room:
+        edges = [edges[i * len(edges) // room] for i in range(room)]
+    rows += edges
+    model = Model(manifest, SklearnBackend(pipeline, manifest.output), "sklearn", Path("."))
+    instances = [{k: _plain(v) for k, v in row.items()} for row in rows]
+    try:
+        predictions = predict_all(model, instances).predictions()
+    except InvalidInput as exc:  # the export's checks passed on these rows: a bug if seen
+        raise PackagingError(f"the probe rows cannot be scored: {exc}") from exc
+    return probes.dumps(
+        probes.ProbeSet(
+            task=manifest.output.task,
+            tolerance=export.TOLERANCE,
+            rows=[
+                probes.Probe(instance=i, expected=p)
+                for i, p in zip(instances, predictions, strict=True)
+            ],
+        )
+    )
+
+
+def _plain(value: Any) -> Any:
+    """A JSON value: numpy scalars as Python numbers, NaN as null."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _listed(names: Sequence[str], at_most: int = 5) -> str:

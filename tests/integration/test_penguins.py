@@ -165,6 +165,7 @@ def test_the_model_layer_build_ships_exactly_the_checked_artifact(tmp_path: Path
         "model.joblib",
         "model.json",
         "model.onnx",
+        "probes.json",
     ]
     assert load(layer / "model").version == read_manifest(PENGUINS_DIR).version
 
