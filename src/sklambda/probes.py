@@ -110,7 +110,7 @@ def disagreement(probes: ProbeSet, expected: dict[str, Any], got: Any) -> str | 
         return "the answer is not a prediction object"
     tolerance = probes.tolerance
     if probes.task == "regression":
-        want, value = expected.get("value"), got.get("value")
+        want, value = float(expected["value"]), got.get("value")  # parse checked "value"
         if not _number(value):
             return "the answer has no numeric value"
         if abs(value - want) / max(abs(want), 1.0) > tolerance:
