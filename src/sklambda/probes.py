@@ -111,7 +111,7 @@ def disagreement(probes: ProbeSet, expected: dict[str, Any], got: Any) -> str | 
     tolerance = probes.tolerance
     if probes.task == "regression":
         want, value = float(expected["value"]), got.get("value")  # parse checked "value"
-        if not _number(value):
+        if not isinstance(value, (int, float)) or not _number(value):
             return "the answer has no numeric value"
         if abs(value - want) / max(abs(want), 1.0) > tolerance:
             return (
