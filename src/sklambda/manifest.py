@@ -172,6 +172,42 @@ class RuntimeInfo:
     hold is out of range whichever runtime serves it."""
 
 
+Better = Literal["higher", "lower"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ChampionCheck:
+    """One metric of the champion gate: the candidate against the model it replaces."""
+
+    metric: str
+    candidate: float
+    champion: float
+    better: Better
+    """Which way the metric is better: ``higher`` (accuracy, R²) or ``lower`` (log loss, RMSE)."""
+    tolerance: float
+    """How much worse than the champion the candidate may be (0: not worse at all)."""
+    passed: bool
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Champion:
+    """The model the candidate replaced, scored on the candidate's holdout, and the comparison."""
+
+    name: str
+    version: str
+    manifest_sha256: str
+    """SHA-256 of the champion's ``model.json`` as it was read."""
+    runtime: Runtime
+    """The runtime that scored the champion (its manifest's serving runtime)."""
+    metrics: HoldoutMetrics
+    """The champion's metrics on the candidate's holdout."""
+    checks: list[ChampionCheck]
+    skipped: dict[str, str]
+    """Metrics asked for that the two models cannot both have, each with the reason
+    (another class set, no probabilities)."""
+    passed: bool
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ArtifactFile:
     sha256: str
@@ -200,6 +236,10 @@ class Manifest:
     (``model.joblib`` itself is saved again under ``libraries``, the versions that serve it);
     they differ from ``libraries`` only when the packager accepted the mismatch. ``None``: no
     pickle was submitted (a pipeline handed to ``build`` in memory) or an older manifest."""
+    champion: Champion | None = None
+    """The model this one replaced and how the two compared on this model's holdout (the
+    champion gate). ``None``: packaged without a champion (none there, ``--no-champion``, or a
+    pipeline handed to ``build`` without one) or an older manifest."""
 
     @property
     def feature_names(self) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sklambda.manifest import CategoricalBaseline, Feature, Manifest, Parity
+from sklambda.manifest import CategoricalBaseline, Champion, Feature, Manifest, Parity
 
 NOT_APPLICABLE = "—"
 
@@ -54,6 +54,35 @@ def _parity_figures(m: Manifest, p: Parity) -> list[str]:
         if m.output.probabilities:
             figures.append(("max probability difference", p.max_abs_proba_diff))
     return [f"{name} {_num(value)}" for name, value in figures if value is not None]
+
+
+def _figure(x: float) -> str:
+    """A metric as recorded (six decimals at most), so that a comparison reads exactly."""
+    text = f"{x:.6f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
+def _champion(c: Champion | None, rows: int) -> list[str]:
+    """The "Champion" section: the model this one replaced and the comparison."""
+    lines = ["", "## Champion", ""]
+    if c is None:
+        return [*lines, "No champion: this model was not compared with a model it replaces."]
+    lines += [
+        f"Compared with the model it replaces, {c.name} {c.version} ({c.runtime} runtime, "
+        f"`model.json` SHA-256 `{c.manifest_sha256[:16]}…`), both scored on this model's "
+        f"holdout ({rows} rows): {'passed' if c.passed else 'failed'}.",
+        "",
+        "| Metric | This model | Champion | Better | Tolerance | Passed |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {k.metric} | {_figure(k.candidate)} | {_figure(k.champion)} | {k.better} | "
+        f"{k.tolerance:g} | {'yes' if k.passed else 'no'} |"
+        for k in c.checks
+    ]
+    if c.skipped:
+        lines += ["", *(f"- Not compared: {why}" for why in c.skipped.values())]
+    return lines
 
 
 def render_card(m: Manifest) -> str:
@@ -109,6 +138,7 @@ def render_card(m: Manifest) -> str:
         f"{'yes' if c.passed else 'no'} |"
         for c in m.gate.checks
     ]
+    lines += _champion(m.champion, m.metrics.rows)
     lines += [
         "",
         "## Input schema",

@@ -1,4 +1,25 @@
-"""Holdout metrics, the validation gate and known faults (packaging time; needs scikit-learn)."""
+"""Holdout metrics, the validation gate, the champion gate and known faults (packaging time;
+needs scikit-learn).
+
+The gate file (``gate.toml``) has two tables::
+
+    # Thresholds the candidate's holdout metrics must meet; the first one is the primary metric.
+    [thresholds]
+    accuracy = { min = 0.95 }
+    log_loss = { max = 0.20 }
+
+    # Optional: how the candidate must compare with the champion (the model it replaces), both
+    # scored on the candidate's holdout.
+    [champion]
+    metrics = ["accuracy", "log_loss"]  # default: the primary metric
+    tolerance = 0.01                    # how much worse it may be; default 0: not worse at all
+    # or one tolerance per metric (a compared metric not named here gets 0):
+    # tolerance = { accuracy = 0.01, log_loss = 0.02 }
+
+Without a gate file the thresholds are ``default_gate``'s and the champion gate compares its
+first metric with no tolerance. Whether higher or lower is better is each metric's own
+(``BETTER``), and a tie passes.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +27,7 @@ import itertools
 import math
 import tomllib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,7 +35,15 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from sklambda.manifest import Fault, Feature, Gate, GateCheck, HoldoutMetrics
+from sklambda.manifest import (
+    Better,
+    ChampionCheck,
+    Fault,
+    Feature,
+    Gate,
+    GateCheck,
+    HoldoutMetrics,
+)
 from sklambda_tools.errors import GateFailed, PackagingError
 
 CLASSIFICATION_METRICS = (
@@ -31,6 +61,39 @@ holdout (a class without rows has no ranking to score)."""
 REGRESSION_METRICS = ("mae", "rmse", "r2")
 Op = Literal["min", "max"]
 Thresholds = dict[str, tuple[Op, float]]
+BETTER: dict[str, Better] = {
+    "accuracy": "higher",
+    "macro_f1": "higher",
+    "min_class_recall": "higher",
+    "log_loss": "lower",
+    "roc_auc": "higher",
+    "average_precision": "higher",
+    "mae": "lower",
+    "rmse": "lower",
+    "r2": "higher",
+}
+"""Which way each metric is better, for the champion gate."""
+CLASS_SET_METRICS = ("macro_f1", "min_class_recall", "log_loss", "roc_auc", "average_precision")
+"""Metrics that average over, or need, the model's own classes: two models with other class
+sets do not measure the same thing with them (accuracy they do)."""
+GATE_TABLES = ("thresholds", "champion")
+
+
+@dataclass(frozen=True)
+class ChampionRule:
+    """The gate file's ``[champion]`` table: the metrics compared (``None``: the primary one)
+    and how much worse than the champion the candidate may be in each."""
+
+    metrics: tuple[str, ...] | None = None
+    tolerance: float = 0.0
+    """For every compared metric not in ``tolerances``."""
+    tolerances: Mapping[str, float] = field(default_factory=dict)
+
+    def compared(self, primary: str) -> tuple[str, ...]:
+        return self.metrics if self.metrics is not None else (primary,)
+
+    def tolerance_for(self, metric: str) -> float:
+        return self.tolerances.get(metric, self.tolerance)
 
 
 def holdout_metrics(
@@ -129,12 +192,25 @@ def _rounded(values: Mapping[str, float]) -> dict[str, float]:
     return {k: round(v, 6) for k, v in values.items()}
 
 
-def read_gate(path: str | Path) -> Thresholds:
-    """Read a gate file: a TOML table ``[thresholds]`` of ``metric = { min = x }`` (or max)."""
+def _gate_file(path: str | Path) -> dict[str, Any]:
     try:
         config = tomllib.loads(Path(path).read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise PackagingError(f"cannot read the gate file {path}: {exc}") from exc
+    for key in config:
+        if key not in GATE_TABLES:
+            raise PackagingError(
+                f"gate {path}: unknown table [{key}]; a gate file has [thresholds] and, "
+                "optionally, [champion]"
+            )
+    _champion_rule(config.get("champion"), path)  # a mistake there is refused whoever reads
+    return config
+
+
+def read_gate(path: str | Path) -> Thresholds:
+    """Read a gate file's thresholds: a TOML table ``[thresholds]`` of ``metric = { min = x }``
+    (or max), the primary metric first (the module's docstring shows the whole format)."""
+    config = _gate_file(path)
     table = config.get("thresholds")
     if not isinstance(table, dict) or not table:
         raise PackagingError(f"the gate file {path} needs a non-empty [thresholds] table")
@@ -149,6 +225,150 @@ def read_gate(path: str | Path) -> Thresholds:
             raise PackagingError(f"gate {path}: {metric}.{op} must be a number")
         out[metric] = (op, float(threshold))
     return out
+
+
+def read_champion(path: str | Path) -> ChampionRule:
+    """Read a gate file's ``[champion]`` table (the module's docstring shows it); a file
+    without one gives the default rule: the primary metric, no tolerance."""
+    return _champion_rule(_gate_file(path).get("champion"), path)
+
+
+def _tolerance(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PackagingError(f"{where} must be a number (0 or more)")
+    if not math.isfinite(value) or value < 0:
+        raise PackagingError(f"{where} must be a number of 0 or more, not {value}")
+    return float(value)
+
+
+def _champion_rule(table: Any, path: str | Path) -> ChampionRule:
+    if table is None:
+        return ChampionRule()
+    where = f"gate {path}: [champion]"
+    if not isinstance(table, dict):
+        raise PackagingError(f"{where} must be a table")
+    for key in table:
+        if key not in ("metrics", "tolerance"):
+            raise PackagingError(f"{where} has an unknown key {key!r}; it takes metrics, tolerance")
+    metrics: tuple[str, ...] | None = None
+    if "metrics" in table:
+        given = table["metrics"]
+        if not isinstance(given, list) or not given or not all(isinstance(m, str) for m in given):
+            raise PackagingError(f"{where} metrics must be a non-empty list of metric names")
+        for metric in given:
+            if metric not in BETTER:
+                raise PackagingError(
+                    f"{where} metrics: unknown metric {metric!r}; known: {', '.join(BETTER)}"
+                )
+        if len(set(given)) != len(given):
+            raise PackagingError(f"{where} metrics names a metric twice")
+        metrics = tuple(given)
+    tolerance, tolerances = 0.0, {}
+    given = table.get("tolerance", 0.0)
+    if isinstance(given, dict):
+        for metric, value in given.items():
+            if metric not in BETTER:
+                raise PackagingError(
+                    f"{where} tolerance: unknown metric {metric!r}; known: {', '.join(BETTER)}"
+                )
+            tolerances[metric] = _tolerance(value, f"{where} tolerance.{metric}")
+    else:
+        tolerance = _tolerance(given, f"{where} tolerance")
+    return ChampionRule(metrics=metrics, tolerance=tolerance, tolerances=tolerances)
+
+
+def figure(value: float) -> str:
+    """A metric as recorded (six decimals at most): ``0.970588``, ``0.95``, ``12.5``."""
+    text = f"{value:.6f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
+def check_champion(
+    candidate: Mapping[str, float],
+    champion: Mapping[str, float],
+    rule: ChampionRule,
+    primary: str,
+    *,
+    task: str,
+    source: str,
+    who: str,
+    unavailable: Mapping[str, str] | None = None,
+    champion_unavailable: Mapping[str, str] | None = None,
+    other_classes: str | None = None,
+) -> tuple[list[ChampionCheck], dict[str, str]]:
+    """Compare the candidate's metrics with the champion's (both on the candidate's holdout):
+    the checks, and the metrics asked for that were not compared with the reason.
+
+    A metric the champion does not have (``champion_unavailable`` says why) or that depends on
+    the class set when the classes differ (``other_classes`` says how) is not compared; none
+    left to compare, a metric unknown for the task or one the candidate does not have
+    (``unavailable``) is a ``PackagingError``. A metric worse than the champion's by more than
+    its tolerance raises ``GateFailed`` naming it, both values and the tolerance; a tie passes.
+    """
+    known = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+    compared = rule.compared(primary)
+    for metric in rule.tolerances:
+        if metric not in compared:
+            raise PackagingError(
+                f"gate {source}: [champion] tolerance.{metric}: {metric} is not compared "
+                f"(the compared metrics: {', '.join(compared)})"
+            )
+    checks: list[ChampionCheck] = []
+    skipped: dict[str, str] = {}
+    for metric in compared:
+        if metric not in known:
+            raise PackagingError(
+                f"gate {source}: [champion] compares {metric!r}, not a {task} metric; "
+                f"known: {', '.join(known)}"
+            )
+        if metric not in candidate:
+            why = (unavailable or {}).get(metric, f"{metric} was not computed on this holdout")
+            raise PackagingError(
+                f"gate {source}: [champion] compares {metric}, which the candidate does not "
+                f"have ({why})"
+            )
+        if other_classes is not None and metric in CLASS_SET_METRICS:
+            skipped[metric] = f"{metric} depends on the classes, and {other_classes}"
+            continue
+        if metric not in champion:
+            why = (champion_unavailable or {}).get(metric, f"{metric} was not computed")
+            skipped[metric] = f"the champion has no {metric} ({why})"
+            continue
+        better = BETTER[metric]
+        tolerance = rule.tolerance_for(metric)
+        ours, theirs = candidate[metric], champion[metric]
+        # Both are rounded to six decimals: rounding the difference keeps a float's last bit
+        # from turning a tie, or a difference equal to the tolerance, into a refusal.
+        worse_by = round(theirs - ours if better == "higher" else ours - theirs, 9)
+        checks.append(
+            ChampionCheck(
+                metric=metric,
+                candidate=ours,
+                champion=theirs,
+                better=better,
+                tolerance=tolerance,
+                passed=worse_by <= tolerance,
+            )
+        )
+    if not checks:
+        reasons = "; ".join(f"{m}: {why}" for m, why in skipped.items())
+        raise PackagingError(
+            f"gate {source}: no metric of the champion gate can be compared with the champion "
+            f"{who} ({reasons}); name one both models have in [champion] metrics (accuracy "
+            "always is), or package with --no-champion"
+        )
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        reasons = "; ".join(
+            f"{c.metric}: the candidate's {figure(c.candidate)} is worse than the champion's "
+            f"{figure(c.champion)} by more than the tolerance {c.tolerance:g} "
+            f"({c.better} is better)"
+            for c in failed
+        )
+        raise GateFailed(
+            f"champion gate failed ({source}; champion {who}): {reasons}; nothing was written"
+        )
+    return checks, skipped
 
 
 def default_gate(task: str, y_true: np.ndarray) -> Thresholds:

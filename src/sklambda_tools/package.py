@@ -7,6 +7,13 @@ threshold (exit status 1) or the input is unusable (exit status 2), which includ
 by another scikit-learn version than the one that serves it (unless
 ``--accept-version-mismatch``).
 
+The champion gate: the candidate is compared with the model it would replace (``--champion
+DIR``, or the packaged model already in the output directory; ``--no-champion`` skips it), both
+scored on the candidate's holdout, on the gate file's ``[champion]`` metrics (default: the
+primary one); worse than the champion by more than the tolerance is refused (exit status 1),
+and a champion that cannot be loaded, is of another task or target, or cannot score every
+holdout row is an error (exit status 2). ``model.json`` records the champion and the comparison.
+
 A feature is nullable when the data has a missing value in it or when the pipeline handles a
 missing value there (an imputer, an encoder with a missing category, an estimator that accepts
 NaN; see ``missing_flows``), and a row with it missing scores; ``--nullable`` and
@@ -18,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import io
+import json
 import math
 import os
 import platform
@@ -55,7 +63,7 @@ from sklearn.utils import get_tags
 from sklearn.utils.validation import check_is_fitted
 
 from sklambda import drift, probes
-from sklambda.errors import InvalidInput
+from sklambda.errors import InvalidInput, ModelLoadError
 from sklambda.manifest import (
     CARD_FILE,
     JOBLIB_FILE,
@@ -63,22 +71,25 @@ from sklambda.manifest import (
     ONNX_FILE,
     ArtifactFile,
     Baselines,
+    Champion,
     DataFingerprint,
     DataInfo,
     Feature,
     FeatureKind,
+    HoldoutMetrics,
     Label,
     Manifest,
     Output,
     RuntimeInfo,
     Task,
     dump_manifest,
+    parse_manifest,
     sha256_bytes,
 )
-from sklambda.model import Model, Scores, SklearnBackend
+from sklambda.model import Model, Scores, SklearnBackend, load
 from sklambda.probes import PROBES_FILE
 from sklambda.schema import InputSchema
-from sklambda.scoring import predict_all
+from sklambda.scoring import predict_all, score_records
 from sklambda_tools import evaluate, export
 from sklambda_tools.card import render_card
 from sklambda_tools.errors import GateFailed, PackagingError
@@ -586,6 +597,191 @@ def python_note(pipeline: Any, serving: str) -> str | None:
     return note
 
 
+# --- the champion gate --------------------------------------------------------------------
+
+NO_CHAMPION_HINT = "package with --no-champion to skip the comparison"
+
+
+def champion_dir(path: Path) -> Path:
+    """The champion's artifact directory: ``path`` itself, or the directory of ``path`` when
+    it names a ``model.json``."""
+    if path.is_file() and path.name == MANIFEST_FILE:
+        return path.parent
+    if not path.exists():
+        raise PackagingError(f"the champion {path} does not exist; {NO_CHAMPION_HINT}")
+    if not path.is_dir():
+        raise PackagingError(
+            f"the champion {path} is neither a model directory nor a {MANIFEST_FILE}; "
+            f"{NO_CHAMPION_HINT}"
+        )
+    if not (path / MANIFEST_FILE).exists():
+        raise PackagingError(
+            f"the champion directory {path} holds no packaged model (no {MANIFEST_FILE}); "
+            f"{NO_CHAMPION_HINT}"
+        )
+    return path
+
+
+def load_champion(path: Path) -> tuple[Model, str]:
+    """The champion, loaded and verified as serving would load it (its manifest's runtime),
+    and the SHA-256 of its ``model.json``."""
+    where = champion_dir(path)
+    try:
+        raw = (where / MANIFEST_FILE).read_bytes()
+        model = load(where)
+    except OSError as exc:
+        raise PackagingError(
+            f"the champion {where} cannot be read: {exc.strerror}; {NO_CHAMPION_HINT}"
+        ) from exc
+    except ModelLoadError as exc:
+        raise PackagingError(
+            f"the champion {where} cannot be loaded: {exc}; {NO_CHAMPION_HINT}"
+        ) from exc
+    except Exception as exc:  # a graph or a pickle that passed its hash check but does not load
+        raise PackagingError(
+            f"the champion {where} cannot be loaded: {type(exc).__name__}: {exc}; "
+            f"{NO_CHAMPION_HINT}"
+        ) from exc
+    try:
+        same = parse_manifest(json.loads(raw)) == model.manifest
+    except ValueError:
+        same = False
+    if not same:
+        raise PackagingError(f"the champion's {MANIFEST_FILE} in {where} changed while it was read")
+    return model, sha256_bytes(raw)
+
+
+def _champion_records(
+    holdout: pd.DataFrame, records: Sequence[dict[str, Any]], wanted: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The candidate's holdout records with the champion's features: the candidate's values,
+    and the holdout's own (as JSON values) for a feature only the champion has."""
+    have = set(records[0]) if records else set()
+    extra = {}
+    for name in (n for n in wanted if n not in have):
+        col = holdout[name]
+        extra[name] = [
+            None if missing else _plain(v)
+            for v, missing in zip(col.to_numpy(dtype=object), col.isna().to_numpy(), strict=True)
+        ]
+    return [
+        {n: row[n] if n in have else extra[n][i] for n in wanted} for i, row in enumerate(records)
+    ]
+
+
+def _same_classes(ours: Sequence[Label] | None, theirs: Sequence[Label] | None) -> bool:
+    def key(classes: Sequence[Label] | None) -> set[tuple[str, str]]:
+        return {(type(c).__name__, str(c)) for c in classes or ()}
+
+    return key(ours) == key(theirs)
+
+
+def compare_with_champion(
+    path: Path,
+    *,
+    task: Task,
+    target: str,
+    holdout: pd.DataFrame,
+    records: Sequence[dict[str, Any]],
+    y_true: np.ndarray,
+    classes: list[Label] | None,
+    metrics: HoldoutMetrics,
+    rule: evaluate.ChampionRule,
+    primary: str,
+    source: str,
+    unavailable: dict[str, str],
+) -> Champion:
+    """Score the champion on the candidate's holdout through the scoring core, compute its
+    metrics as the candidate's are computed, and compare them (``evaluate.check_champion``).
+
+    Raises ``GateFailed`` when the candidate is worse, and ``PackagingError`` when the two
+    cannot be compared: the champion does not load, predicts another task or target, or
+    rejects a holdout row (the first one is named)."""
+    model, manifest_sha = load_champion(path)
+    m = model.manifest
+    who = f"{m.name} {m.version}"
+    if m.output.task != task:
+        raise PackagingError(
+            f"the champion {who} is a {m.output.task} model and the candidate a {task} one: "
+            f"they cannot be compared; {NO_CHAMPION_HINT}"
+        )
+    if m.output.target != target:
+        raise PackagingError(
+            f"the champion {who} predicts {m.output.target!r} and the candidate {target!r}: "
+            f"they cannot be compared; {NO_CHAMPION_HINT}"
+        )
+    cannot = (
+        f"the champion {who} cannot score every row of the candidate's holdout, so the two "
+        "cannot be compared"
+    )
+    absent = [n for n in m.feature_names if n not in holdout.columns]
+    if absent:
+        raise PackagingError(
+            f"{cannot}: holdout row 0, {absent[0]}: the champion needs this feature, and the "
+            f"holdout has no such column; {NO_CHAMPION_HINT}"
+        )
+    try:
+        scored = score_records(model, _champion_records(holdout, records, m.feature_names))
+    except Exception as exc:  # the champion's own failure on a row its schema accepted
+        raise PackagingError(
+            f"{cannot}: it failed on the holdout ({type(exc).__name__}: {exc}); {NO_CHAMPION_HINT}"
+        ) from exc
+    if scored.errors:
+        e = scored.errors[0]
+        rejected = len(scored.rejected_rows)
+        raise PackagingError(
+            f"{cannot}: holdout row {e.row}{'' if e.field is None else ', ' + e.field}: "
+            f"{e.reason}{f' ({rejected} rows rejected)' if rejected > 1 else ''}; "
+            f"{NO_CHAMPION_HINT}"
+        )
+    s = scored.scores
+    predicted = s.values if task == "regression" else s.labels
+    assert predicted is not None
+    theirs = m.output.classes
+    proba = s.probabilities
+    champion_unavailable = evaluate.unavailable_metrics(task, y_true, proba, theirs)
+    other_classes = None
+    if task == "classification" and not _same_classes(classes, theirs):
+        other_classes = (
+            f"the champion's classes ({', '.join(map(str, theirs or []))}) are not the "
+            f"candidate's ({', '.join(map(str, classes or []))})"
+        )
+        known = {(type(c).__name__, str(c)) for c in theirs or ()}
+        labels = [_python_label(v) for v in y_true]
+        strangers = sorted({str(v) for v in labels if (type(v).__name__, str(v)) not in known})
+        if strangers and proba is not None:  # no probability for a class it does not know
+            proba = None
+            champion_unavailable = {
+                k: f"the holdout has classes the champion does not know ({', '.join(strangers)})"
+                for k in evaluate.PROBABILITY_METRICS
+            }
+    theirs_metrics = evaluate.holdout_metrics(
+        task, y_true, predicted, proba, theirs, split=metrics.split
+    )
+    checks, skipped = evaluate.check_champion(  # raises GateFailed
+        metrics.values,
+        theirs_metrics.values,
+        rule,
+        primary,
+        task=task,
+        source=source,
+        who=who,
+        unavailable=unavailable,
+        champion_unavailable=champion_unavailable,
+        other_classes=other_classes,
+    )
+    return Champion(
+        name=m.name,
+        version=m.version,
+        manifest_sha256=manifest_sha,
+        runtime="onnx" if model.runtime == "onnx" else "sklearn",
+        metrics=theirs_metrics,
+        checks=checks,
+        skipped=skipped,
+        passed=True,
+    )
+
+
 # --- the whole job ------------------------------------------------------------------------
 
 
@@ -607,17 +803,24 @@ def build(
     accept_version_mismatch: bool = False,
     nullable: Collection[str] = (),
     not_nullable: Collection[str] = (),
+    champion: str | Path | None = None,
+    champion_rule: evaluate.ChampionRule | None = None,
 ) -> Packaged:
     """Evaluate ``pipeline`` on ``holdout``, apply the gate, and write the artifact.
 
     ``pickled_with`` are the versions the submitted pickle recorded (``load_pipeline``); one
     that differs from the serving scikit-learn is refused unless ``accept_version_mismatch``.
     ``nullable`` / ``not_nullable`` name features whose nullability overrides the inferred one.
+    ``champion`` is the directory of the packaged model this one would replace (or its
+    ``model.json``), compared on ``holdout`` by ``champion_rule`` (the gate file's
+    ``[champion]``, ``evaluate.read_champion``; default: the gate's first metric, no
+    tolerance); ``None``: no comparison (this function never looks for one in ``out_dir``).
 
     Raises
     ------
     GateFailed
-        A metric missed its threshold; nothing was written.
+        A metric missed its threshold, or the candidate is worse than the champion; nothing
+        was written.
     PackagingError
         The pipeline or the data cannot be packaged (the message says which and why).
     """
@@ -697,6 +900,22 @@ def build(
     gate_result = evaluate.check_gate(  # raises GateFailed
         metrics, gate, gate_source, task, unavailable
     )
+    champion_result = None
+    if champion is not None:
+        champion_result = compare_with_champion(  # raises GateFailed
+            Path(champion),
+            task=task,
+            target=target,
+            holdout=holdout,
+            records=records,
+            y_true=y_true,
+            classes=classes,
+            metrics=metrics,
+            rule=champion_rule or evaluate.ChampionRule(),
+            primary=next(iter(gate)),
+            source=gate_source,
+            unavailable=unavailable,
+        )
 
     base_frame = train if train is not None else holdout
     baselines = _baselines(
@@ -773,6 +992,7 @@ def build(
         known_faults=faults,
         runtime=runtime_info,
         pickled_with=dict(pickled_with) if pickled_with is not None else None,
+        champion=champion_result,
     )
     files[PROBES_FILE] = probe_file(manifest, pipeline, records)
     artifacts[PROBES_FILE] = ArtifactFile(
@@ -1011,6 +1231,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="package a pickle made by another scikit-learn version, re-recorded as the "
         "serving version once the holdout gate passes under it",
     )
+    rival = parser.add_mutually_exclusive_group()
+    rival.add_argument(
+        "--champion",
+        metavar="DIR",
+        help="the packaged model this one would replace (its directory or its model.json): "
+        "both are scored on the holdout, and a candidate worse on the gate file's [champion] "
+        "metrics is refused (default: the model already in the output directory, if any)",
+    )
+    rival.add_argument(
+        "--no-champion",
+        action="store_true",
+        help="package without comparing with a champion, even one in the output directory",
+    )
     args = parser.parse_args(argv)
 
     name = args.name or Path(args.model).stem
@@ -1022,9 +1255,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.target not in holdout.columns:
             raise PackagingError(f"the holdout data has no target column {args.target!r}")
         gate_path = Path(args.gate) if args.gate else out_dir / "gate.toml"
-        gate = None
+        gate, rule = None, None
         if args.gate or gate_path.exists():
             gate = evaluate.read_gate(gate_path)
+            rule = evaluate.read_champion(gate_path)
+        champion = None
+        if args.champion:
+            champion = Path(args.champion)
+        elif not args.no_champion and (out_dir / MANIFEST_FILE).exists():
+            champion = out_dir  # the model the candidate would replace
         packaged = build(
             pipeline,
             holdout,
@@ -1043,6 +1282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             accept_version_mismatch=args.accept_version_mismatch,
             nullable=_names(args.nullable),
             not_nullable=_names(args.not_nullable),
+            champion=champion,
+            champion_rule=rule,
         )
     except GateFailed as exc:
         print(f"sklambda_tools.package: refused: {exc}", file=sys.stderr)
@@ -1083,11 +1324,26 @@ def summary(packaged: Packaged) -> str:
             f"packaged {m.name} {m.version} -> {packaged.path}",
             f"  holdout ({m.metrics.rows} rows): {metrics}",
             f"  gate ({m.gate.source}): passed {plural(len(m.gate.checks), 'check')}",
+            champion_line(m),
             f"  serving runtime: {m.runtime.serving} ({m.runtime.reason})",
             *([f"  {SKLEARN_COST}"] if m.runtime.serving == "sklearn" else []),
             f"  files: {files}",
         ]
     )
+
+
+def champion_line(m: Manifest) -> str:
+    """The summary's line on the champion gate."""
+    c = m.champion
+    if c is None:
+        return "  champion: none (not compared with a model it replaces)"
+    checks = "; ".join(
+        f"{k.metric} {evaluate.figure(k.candidate)} vs {evaluate.figure(k.champion)} "
+        f"({k.better} is better, tolerance {k.tolerance:g})"
+        for k in c.checks
+    )
+    skipped = f"; not compared: {', '.join(c.skipped)}" if c.skipped else ""
+    return f"  champion {c.name} {c.version} ({c.runtime}): passed, {checks}{skipped}"
 
 
 if __name__ == "__main__":
