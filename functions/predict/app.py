@@ -23,10 +23,12 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from sklambda import snapstart
 from sklambda.capture import Capture
 from sklambda.errors import FieldError, InvalidInput, ModelLoadError, Note, SklambdaError
 from sklambda.metrics import Dimension, MetricName, MetricSet, Unit
 from sklambda.model import Model, get_model
+from sklambda.probes import REQUEST_ID_PREFIX
 from sklambda.schema import loads
 from sklambda.scoring import predict_all
 from sklambda.settings import PredictSettings, get_settings
@@ -63,6 +65,12 @@ _dimensions = {
 }
 _model_info = json.dumps(_model.manifest.public()) if _model else ""
 capture = Capture(settings.capture_stream, settings.capture_rate)
+# SnapStart: the model scored once before the snapshot (one that does not load fails the
+# publish); clients, randomness and log sampling renewed after each restore. Without SnapStart
+# Lambda never calls the hooks.
+snapstart.register(
+    lambda: get_model(settings), after_restore=logger.refresh_sample_rate_calculation
+)
 
 
 def _the_model() -> Model:
@@ -179,8 +187,10 @@ def predict(event: dict[str, Any], metrics: MetricSet) -> tuple[int, str]:
         metrics.add_per(MetricName.PREDICTED_CLASS, Dimension.CLASS, counts, Unit.COUNT)
     notes = _remarks(scored.notes[:MAX_NOTES])
     omitted = len(scored.notes) - len(notes)
-    if capture.sampled():
-        sent = capture.send(_request_id(event), instances, scored, predictions)
+    request_id = _request_id(event)
+    probe = request_id is not None and request_id.startswith(REQUEST_ID_PREFIX)
+    if not probe and capture.sampled():  # the pre-traffic check's rows are not traffic
+        sent = capture.send(request_id, instances, scored, predictions)
         metrics.add(MetricName.CAPTURED_REQUESTS if sent else MetricName.CAPTURE_FAILURES, 1)
     if notes:
         logger.info(

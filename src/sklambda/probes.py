@@ -31,6 +31,9 @@ from sklambda.typed import ContractError, build
 
 PROBES_FILE = "probes.json"
 FORMAT: Literal[1] = 1
+REQUEST_ID_PREFIX = "pretraffic-"
+"""The ``requestContext.requestId`` of the pre-traffic check's requests (``pretraffic-1``, ...):
+the predict function does not capture them (probe rows are not traffic, and would feed drift)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -10,7 +10,8 @@ required setting, or has one out of range, fails its init with a message naming 
 | ``POWERTOOLS_SERVICE_NAME`` | all | ``sklambda`` | the ``service`` of logs and metrics |
 | ``POWERTOOLS_METRICS_NAMESPACE`` | all | ``sklambda`` | the CloudWatch namespace |
 | ``AWS_LAMBDA_FUNCTION_VERSION`` | all | ``$LATEST`` | set by Lambda: the version running |
-| ``SKLAMBDA_MAX_INSTANCES`` | predict | 1000 | instances one request may carry |
+| ``SKLAMBDA_RELEASE`` | all | ``unstamped`` | the model, code and runtime the build stamped |
+| ``SKLAMBDA_MAX_INSTANCES`` | predict, pretraffic | 1000 | instances one request may carry |
 | ``SKLAMBDA_MAX_BODY_BYTES`` | predict | 1048576 | request body size limit |
 | ``SKLAMBDA_CAPTURE_RATE`` | predict | 0 | the share of requests captured (0: off) |
 | ``SKLAMBDA_CAPTURE_STREAM`` | predict | required when the rate is above 0 | the Firehose stream |
@@ -26,6 +27,7 @@ required setting, or has one out of range, fails its init with a message naming 
 | ``SKLAMBDA_DRIFT_WINDOW_HOURS`` | drift | 24 | hours one drift report covers |
 | ``SKLAMBDA_DRIFT_THRESHOLD`` | drift | 0.2 | PSI above which a feature has drifted |
 | ``SKLAMBDA_DRIFT_MIN_ROWS`` | drift | 200 | fewer rows than this give "not enough data" |
+| ``SKLAMBDA_TARGET_FUNCTION`` | pretraffic | required | the version to check: a qualified ARN |
 
 Powertools' Logger also reads ``POWERTOOLS_LOG_LEVEL``.
 """
@@ -33,6 +35,7 @@ Powertools' Logger also reads ``POWERTOOLS_LOG_LEVEL``.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Literal, TypeVar
@@ -64,14 +67,19 @@ class Settings:
     metrics_namespace: str = "sklambda"
     function_version: str = "$LATEST"
     """The version of the function that runs (Lambda sets it): the rollout alarms' dimension."""
+    release: str = "unstamped"
+    """The release `make build` stamped on the template (``sklambda_tools.release``)."""
 
     def check(self) -> None:
         """Rules across fields (each kind adds its own)."""
 
 
+MAX_INSTANCES_BOUNDS = {"ge": 1, "le": 100_000}
+
+
 @dataclass(frozen=True, kw_only=True)
 class PredictSettings(Settings):
-    max_instances: int = field(default=1000, metadata={"ge": 1, "le": 100_000})
+    max_instances: int = field(default=1000, metadata=MAX_INSTANCES_BOUNDS)
     max_body_bytes: int = field(default=1_048_576, metadata={"ge": 1024, "le": 6_291_456})
     capture_rate: float = field(default=0.0, metadata={"ge": 0.0, "le": 1.0})
     capture_stream: str | None = None
@@ -114,6 +122,27 @@ class DriftSettings(Settings):
     drift_window_hours: int = field(default=24, metadata={"ge": 1, "le": 744})
     drift_threshold: float = field(default=0.2, metadata={"gt": 0.0})
     drift_min_rows: int = field(default=200, metadata={"ge": 1})
+
+
+# arn:PARTITION:lambda:REGION:ACCOUNT:function:NAME:VERSION, the ARN of one published version
+VERSION_ARN = re.compile(r"arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:[A-Za-z0-9_-]+:\d+")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PreTrafficSettings(Settings):
+    """The pre-traffic hook: the new version it checks, and the predict function's limit of
+    instances per request (the probe rows go in requests of at most that many)."""
+
+    target_function: str
+    max_instances: int = field(default=1000, metadata=MAX_INSTANCES_BOUNDS)
+
+    def check(self) -> None:
+        if not VERSION_ARN.fullmatch(self.target_function):
+            raise ConfigurationError(
+                f"{variable('target_function')} must be the ARN of a published version "
+                "(arn:aws:lambda:REGION:ACCOUNT:function:NAME:VERSION), not an alias, $LATEST "
+                "or an unqualified name"
+            )
 
 
 S = TypeVar("S", bound=Settings)

@@ -122,6 +122,24 @@ def test_a_sampled_request_is_captured_with_its_predictions(
     assert '"CapturedRequests":1.0' in capsys.readouterr().out
 
 
+def test_the_pretraffic_checks_requests_are_not_captured(
+    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sklambda.probes import REQUEST_ID_PREFIX
+
+    app = function(
+        "predict", monkeypatch, SKLAMBDA_CAPTURE_STREAM="capture", SKLAMBDA_CAPTURE_RATE="1"
+    )
+    probe = event("predict-multi.json")
+    probe["requestContext"]["requestId"] = f"{REQUEST_ID_PREFIX}1"
+    assert app.lambda_handler(probe, LambdaContext(function_name="predict"))["statusCode"] == 200
+    assert captured(aws["s3"]) == []
+    # while a client's request (even one whose id merely contains the prefix) is
+    probe["requestContext"]["requestId"] = f"x-{REQUEST_ID_PREFIX}1"
+    app.lambda_handler(probe, LambdaContext(function_name="predict"))
+    assert [r["request_id"] for r in captured(aws["s3"])] == [f"x-{REQUEST_ID_PREFIX}1"]
+
+
 def test_capture_off_sends_nothing(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     app = function(
         "predict", monkeypatch, SKLAMBDA_CAPTURE_STREAM="capture", SKLAMBDA_CAPTURE_RATE="0"
