@@ -16,7 +16,7 @@ from urllib.parse import unquote_plus
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sklambda import aws
+from sklambda import aws, snapstart
 from sklambda.batch import (
     Result,
     bounded,
@@ -39,6 +39,9 @@ DIMENSIONS = {
     Dimension.SERVICE: settings.service,
 }
 aws.client("s3")  # made during the init phase, not on the first file
+# SnapStart: the model scored once before the snapshot and every client dropped (one is made
+# anew on the first file after a restore); randomness and log sampling renewed after it.
+snapstart.register(lambda: model, after_restore=logger.refresh_sample_rate_calculation)
 
 
 def record_metrics(metrics: MetricSet, result: Result) -> None:

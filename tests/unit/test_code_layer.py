@@ -34,10 +34,13 @@ RUNTIME_FILES = {
     "manifest.py",
     "metrics.py",
     "model.py",
+    "pretraffic.py",
+    "probes.py",
     "py.typed",
     "schema.py",
     "scoring.py",
     "settings.py",
+    "snapstart.py",
     "typed.py",
 }
 
@@ -45,10 +48,10 @@ RUNTIME_FILES = {
 # that no path in the layer may contain.
 TOOL_WORDS = ("sklambda_tools", "package", "export", "card", "examples", "local")
 
-# The whole layer, sources and bytecode: 305,058 bytes when measured (CPython 3.11 bytecode, as
-# built here; 283,687 bytes with 3.13's). The budget is about 1.5 times that, so that growth is
-# noticed: raise it knowingly, not by habit.
-SIZE_BUDGET = 460_000
+# The whole layer, sources and bytecode: 530,320 bytes when last measured (CPython 3.11 bytecode,
+# as built here), after the rollout modules (pretraffic, probes, snapstart: about 80 kB). The
+# budget is about 1.5 times that, so that growth is noticed: raise it knowingly, not by habit.
+SIZE_BUDGET = 800_000
 
 # Neither importable in the layer (the code layer carries no third-party packages, and the ONNX
 # functions have no scikit-learn layer) nor wanted at a cold start.
