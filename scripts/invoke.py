@@ -98,7 +98,8 @@ def event_kind(template: dict[str, Any], name: str) -> str | None:
             continue
         props = resource.get("Properties") or {}
         target = props.get("FunctionName")
-        ours = target in (name, {"Ref": name}) or (
+        # the function, its ARN, or its alias (``!Ref PredictFunction.Alias``)
+        ours = target in (name, {"Ref": name}, {"Ref": f"{name}.Alias"}) or (
             isinstance(target, dict) and (target.get("Fn::GetAtt") or [None])[0] == name
         )
         if ours and "apigateway" in str(props.get("Principal", "")):

@@ -1,52 +1,50 @@
-"""After `sam build`: make the built template's ``ServingRuntime`` default the model's runtime.
+"""After `sam build`: stamp the built template with the release, the runtime and SnapStart.
 
-`sam build --parameter-overrides` builds with a value but writes the template's default
-unchanged, so `sam deploy` (guided or not) would pick the default layer, not the one the
-model's manifest names. This rewrites that one default in ``<build-dir>/template.yaml`` and
-checks the result.
+`sam build` writes the template's parameter defaults unchanged and knows nothing of the model,
+so this writes into ``<build-dir>/template.yaml`` what `sam deploy` (guided or not) must deploy
+(``sklambda_tools.release``): the release id in every function's environment (a new model or
+new code publishes new versions behind the alias ``live``; the same ones publish none), the
+model's name and version in each version's description, the model's runtime as
+``ServingRuntime``'s default, and the SnapStart choice. Then it reads the result back.
 
-    python scripts/built_runtime.py .aws-sam/build --runtime sklearn
+    python scripts/stamp_build.py .aws-sam/build --model models/penguins --runtime onnx \
+        [--snapstart PublishedVersions]
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
+from sklambda.errors import ManifestError
+from sklambda_tools import release
 from sklambda_tools.local import load_template
 
-PARAMETER = "ServingRuntime"
-# The parameter's block as SAM writes it: two-space keys under Parameters, four-space fields.
-BLOCK = re.compile(rf"(?m)^(  {PARAMETER}:\n(?:    .*\n)*?    Default: )(\S+)$")
-
-
-def stamp(template: Path, runtime: str) -> None:
-    text = template.read_text()
-    allowed = load_template(template)["Parameters"][PARAMETER]["AllowedValues"]
-    if runtime not in allowed:
-        raise ValueError(f"{PARAMETER} must be one of {', '.join(allowed)}, not {runtime!r}")
-    new, count = BLOCK.subn(lambda m: m.group(1) + runtime, text)
-    if count != 1:
-        raise ValueError(f"{template}: no single {PARAMETER} default to set")
-    template.write_text(new)
-    written = load_template(template)["Parameters"][PARAMETER]["Default"]
-    if written != runtime:
-        raise ValueError(f"{template}: {PARAMETER} default reads {written!r} after the edit")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="scripts/built_runtime.py")
+    parser = argparse.ArgumentParser(prog="scripts/stamp_build.py")
     parser.add_argument("build_dir", type=Path)
+    parser.add_argument("--model", required=True, type=Path, help="the packaged model's directory")
     parser.add_argument("--runtime", required=True)
+    parser.add_argument("--snapstart", default="None")
     args = parser.parse_args()
+    path = args.build_dir / "template.yaml"
     try:
-        stamp(args.build_dir / "template.yaml", args.runtime)
-    except (OSError, ValueError) as exc:
-        print(f"scripts/built_runtime.py: {exc}", file=sys.stderr)
+        made = release.release(ROOT, args.model, args.runtime)
+        stamped = release.stamp(load_template(path), made, args.runtime, args.snapstart)
+        path.write_text(release.stamped_text(stamped))
+        if release.read(args.build_dir) != made:
+            raise ValueError(f"{path} does not read back as release {made.id}")
+    except (OSError, ValueError, ManifestError) as exc:
+        print(f"scripts/stamp_build.py: {exc}", file=sys.stderr)
         return 2
-    print(f"{args.build_dir}/template.yaml: {PARAMETER} defaults to {args.runtime}")
+    print(
+        f"{path}: release {made.id} ({made.model_name} {made.model_version}, "
+        f"{args.runtime} runtime, SnapStart {args.snapstart})"
+    )
     return 0
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -97,3 +99,35 @@ def float32_copy(dest: Path) -> Path:
     )
     (dest / "model.json").write_text(dump_manifest(manifest))
     return dest
+
+
+# .venv-tools has aws-sam-translator (`make tools` builds it); a variable may name another.
+TOOLS_PYTHON = os.environ.get("SKLAMBDA_TOOLS_PYTHON", str(REPO / ".venv-tools" / "bin" / "python"))
+_TRANSFORM_EACH = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from samtranslator.yaml_helper import yaml_parse
+from transform import transform
+jobs = json.load(sys.stdin)
+json.dump({n: transform(yaml_parse(open(p).read()), v) for n, (p, v) in jobs.items()}, sys.stdout)
+"""
+
+
+def transformed(jobs: dict[str, tuple[Path, dict[str, str]]]) -> dict[str, Any]:
+    """What scripts/transform.py (SAM's translator) makes of each (template, parameters), in
+    one .venv-tools run."""
+    import pytest
+
+    if not Path(TOOLS_PYTHON).exists():
+        pytest.skip(f"{TOOLS_PYTHON} is missing: `make tools` (or `make lint-template`) builds it")
+    out = subprocess.run(
+        [TOOLS_PYTHON, "-c", _TRANSFORM_EACH, str(REPO / "scripts")],
+        input=json.dumps({n: (str(p), v) for n, (p, v) in jobs.items()}),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    loaded: dict[str, Any] = json.loads(out.stdout)
+    return loaded

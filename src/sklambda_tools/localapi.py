@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import secrets
 import threading
 import time
@@ -42,6 +43,10 @@ LAMBDA_RESPONSE_LIMIT = 6 * 1024 * 1024  # bytes of a synchronous invocation's r
 log = logging.getLogger(__name__)
 
 
+# A route's Lambda integration: the function's alias (what the template names) or its ARN.
+INTEGRATION = re.compile(r"/functions/\$\{(\w+)\.(?:Alias|Arn)\}/invocations$")
+
+
 @dataclass
 class Route:
     path: str
@@ -56,8 +61,10 @@ def api_routes(template: dict[str, Any], api: str = "PredictApi") -> list[Route]
     for path, operations in body["paths"].items():
         for method, operation in operations.items():
             uri = operation["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
-            function = uri.split("${", 3)[-1].split(".Arn}")[0]
-            routes.append(Route(path, method.upper(), function))
+            found = INTEGRATION.search(uri)
+            if found is None:
+                raise ValueError(f"{method.upper()} {path}: no function in the integration {uri}")
+            routes.append(Route(path, method.upper(), found.group(1)))
     return routes
 
 

@@ -93,13 +93,15 @@ def test_make_batch_scores_with_the_manifest_runtime(sklearn_model: Path, tmp_pa
     assert done.manifest["rows"]["scored"] == 2
 
 
-def _stamp(built: Path, runtime: str) -> subprocess.CompletedProcess[str]:
-    """What `make build` runs after `sam build`: scripts/built_runtime.py."""
+def _stamp(built: Path, model: Path, runtime: str) -> subprocess.CompletedProcess[str]:
+    """What `make build` runs after `sam build`: scripts/stamp_build.py."""
     return subprocess.run(
         [
             str(REPO / ".venv/bin/python"),
-            str(SCRIPTS / "built_runtime.py"),
+            str(SCRIPTS / "stamp_build.py"),
             str(built),
+            "--model",
+            str(model),
             "--runtime",
             runtime,
         ],
@@ -109,32 +111,27 @@ def _stamp(built: Path, runtime: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_built_template_defaults_to_the_models_runtime(tmp_path: Path) -> None:
+def test_the_built_template_defaults_to_the_models_runtime(
+    sklearn_model: Path, tmp_path: Path
+) -> None:
     # Given a built template as sam build writes it (defaults unchanged)
     built = tmp_path / "build"
     built.mkdir()
     shutil.copy(REPO / "template.yaml", built / "template.yaml")
-    before = (built / "template.yaml").read_text()
+    before = load_template(built / "template.yaml")
     # When the model's runtime is stamped on it
-    run = _stamp(built, "sklearn")
+    run = _stamp(built, sklearn_model, "sklearn")
     assert run.returncode == 0, run.stderr
-    # Then the ServingRuntime default (and nothing else) changed
+    # Then the ServingRuntime default changed, and of the parameters only it
     after = load_template(built / "template.yaml")
     assert after["Parameters"]["ServingRuntime"]["Default"] == "sklearn"
-    assert (
-        after["Parameters"]["AuthMode"]
-        == load_template(REPO / "template.yaml")["Parameters"]["AuthMode"]
-    )
     changed = [
-        (a, b)
-        for a, b in zip(
-            before.splitlines(), (built / "template.yaml").read_text().splitlines(), strict=True
-        )
-        if a != b
+        name for name, spec in after["Parameters"].items() if spec != before["Parameters"][name]
     ]
-    assert len(changed) == 1
+    assert changed == ["ServingRuntime"]
+    assert after["Resources"].keys() == before["Resources"].keys()
     # and a runtime the template does not allow is refused
-    bad = _stamp(built, "tensorflow")
+    bad = _stamp(built, sklearn_model, "tensorflow")
     assert bad.returncode == 2 and "must be one of onnx, sklearn" in bad.stderr
 
 
@@ -178,8 +175,14 @@ def test_every_command_takes_the_model_and_its_runtime(sklearn_model: Path) -> N
         assert str(sklearn_model) in plan, target
     # and the build passes the manifest's runtime and stamps it as the built default
     assert "ServingRuntime=sklearn" in plans["build"]
-    assert "built_runtime.py .aws-sam/build --runtime sklearn" in plans["build"]
-    assert "built_runtime.py .aws-sam/build-host --runtime sklearn" in plans["build-host"]
+    assert (
+        f"stamp_build.py .aws-sam/build --model {sklearn_model} --runtime sklearn"
+        in (plans["build"])
+    )
+    assert (
+        f"stamp_build.py .aws-sam/build-host --model {sklearn_model} --runtime sklearn"
+        in (plans["build-host"])
+    )
     # and another model's OpenAPI document does not replace the example's
     assert "--out out/toy/openapi.json" in plans["openapi"]
     # and SERVING_RUNTIME overrides the manifest everywhere

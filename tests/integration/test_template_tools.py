@@ -15,11 +15,10 @@ import pytest
 
 from sklambda_tools.local import load_template
 
-from support import REPO
+from support import REPO, transformed
 
-# The venvs `make lint-template` builds (.venv-tools has aws-sam-translator, .venv-checkov has
-# checkov: their pins conflict); as tests/built does for sam, a variable may name others.
-TOOLS_PYTHON = os.environ.get("SKLAMBDA_TOOLS_PYTHON", str(REPO / ".venv-tools" / "bin" / "python"))
+# The venv `make lint-template` builds for checkov (its pins conflict with .venv-tools'); as
+# tests/built does for sam, a variable may name another.
 CHECKOV = os.environ.get("SKLAMBDA_CHECKOV", str(REPO / ".venv-checkov" / "bin" / "checkov"))
 AUTH_MODES = ("IAM", "API_KEY", "NONE")
 
@@ -38,33 +37,6 @@ def broken(template: dict[str, Any]) -> dict[str, Any]:
     del resources["PredictApi"]["Properties"]["AccessLogSetting"]
     del resources["DataBucket"]["Metadata"]
     return spoilt
-
-
-TRANSFORM_EACH = """
-import json, sys
-sys.path.insert(0, sys.argv[1])
-from samtranslator.yaml_helper import yaml_parse
-from transform import transform
-jobs = json.load(sys.stdin)
-json.dump({n: transform(yaml_parse(open(p).read()), v) for n, (p, v) in jobs.items()}, sys.stdout)
-"""
-
-
-def transformed(jobs: dict[str, tuple[Path, dict[str, str]]]) -> dict[str, Any]:
-    """What scripts/transform.py makes of each (template, parameters), in one .venv-tools run."""
-    if not Path(TOOLS_PYTHON).exists():
-        pytest.skip(f"{TOOLS_PYTHON} is missing: `make tools` (or `make lint-template`) builds it")
-    out = subprocess.run(
-        [TOOLS_PYTHON, "-c", TRANSFORM_EACH, str(REPO / "scripts")],
-        input=json.dumps({n: (str(p), v) for n, (p, v) in jobs.items()}),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr
-    loaded: dict[str, Any] = json.loads(out.stdout)
-    return loaded
 
 
 def test_what_sam_makes_throttles_the_stage_in_every_auth_mode() -> None:

@@ -118,7 +118,13 @@ def test_batch_failures_are_bounded_and_land_in_an_encrypted_queue(
 
 def test_log_groups_have_a_retention(template: dict[str, Any]) -> None:
     groups = resources(template, "AWS::Logs::LogGroup")
-    assert set(groups) == {"PredictLogGroup", "BatchLogGroup", "DriftLogGroup", "ApiAccessLogGroup"}
+    assert set(groups) == {
+        "PredictLogGroup",
+        "BatchLogGroup",
+        "DriftLogGroup",
+        "PreTrafficLogGroup",
+        "ApiAccessLogGroup",
+    }
     for group in groups.values():
         assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
     for fn in resources(template, "AWS::Serverless::Function").values():
@@ -131,6 +137,7 @@ def test_each_function_gets_the_settings_it_reads(template: dict[str, Any]) -> N
         BatchSettings,
         DriftSettings,
         PredictSettings,
+        PreTrafficSettings,
         field_names,
         read_settings,
         required,
@@ -142,9 +149,12 @@ def test_each_function_gets_the_settings_it_reads(template: dict[str, Any]) -> N
         "PredictFunction": PredictSettings,
         "BatchFunction": BatchSettings,
         "DriftFunction": DriftSettings,
+        "PreTrafficCheckFunction": PreTrafficSettings,
     }
     assert set(kinds) == set(resources(template, "AWS::Serverless::Function"))
-    resolver = TemplateResolver(template)
+    # (the hook is given the new version's ARN, which the stack makes)
+    version = "arn:aws:lambda:us-east-1:000000000000:function:sklambda-predict:7"
+    resolver = TemplateResolver(template, resources={"PredictFunction.Version": version})
     for function, kind in kinds.items():
         env = {k: v for k, v in resolver.function_environment(function).items() if v}
         known = {variable(name) for name in field_names(kind)}
@@ -203,17 +213,30 @@ def test_the_alarms_cover_what_the_issue_asks(template: dict[str, Any]) -> None:
 def test_custom_metric_alarms_use_names_and_dimensions_the_code_emits(
     template: dict[str, Any],
 ) -> None:
-    from sklambda.metrics import Dimension
+    from sklambda.metrics import Dimension, MetricName
 
     for alarm in resources(template, "AWS::CloudWatch::Alarm").values():
         props = alarm["Properties"]
         if props["Namespace"] != {"Ref": "MetricsNamespace"}:
             continue
         assert props["MetricName"] in custom_metric_names()
-        # the batch function and the drift job publish these under the service alone
-        (dimension,) = props["Dimensions"]
-        assert dimension["Name"] == Dimension.SERVICE and dimension["Value"] in ("batch", "drift")
-        function = {"batch": "BatchFunction", "drift": "DriftFunction"}[dimension["Value"]]
+        # the batch function and the drift job publish these under the service alone; the
+        # predict function its server errors under the service and the version that ran
+        dimension, *rest = props["Dimensions"]
+        assert dimension["Name"] == Dimension.SERVICE
+        if rest:
+            assert props["MetricName"] == MetricName.SERVER_ERRORS
+            assert rest == [
+                {
+                    "Name": Dimension.FUNCTION_VERSION,
+                    "Value": {"Fn::GetAtt": ["PredictFunction", "Version.Version"]},
+                }
+            ]
+        function = {
+            "batch": "BatchFunction",
+            "drift": "DriftFunction",
+            "predict": "PredictFunction",
+        }[dimension["Value"]]
         env = template["Resources"][function]["Properties"]["Environment"]["Variables"]
         assert env["POWERTOOLS_SERVICE_NAME"] == dimension["Value"]
 

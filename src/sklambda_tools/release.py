@@ -1,0 +1,171 @@
+"""The release a build deploys, and the built template stamped with it.
+
+A release identifies everything the functions run that the template does not show: the model
+artifact (the model layer's files), the sklambda code (the code layer), the functions' code and
+the runtime layer (its name and its pinned requirements). Its id is a SHA-256 prefix over those
+files' names and bytes, so the same artifact and code give the same id on any machine, and any
+change gives another.
+
+``make build`` stamps the release on the built template (``stamp``), as literals rather than
+parameters (a parameter's value would be saved by ``sam deploy --guided`` and then override
+the next build's):
+
+- ``SKLAMBDA_RELEASE`` in every function's environment: a new release changes each function's
+  configuration, so with ``AutoPublishAliasAllProperties`` each publishes a new version behind
+  its alias ``live``; the same release publishes none. (Each layer also has
+  ``PublishLambdaVersion``, so a layer whose content URI changes, as `sam package` writes it,
+  publishes versions of its functions too; the release also covers the functions' own code and
+  names it in each version.)
+- each version's description, ``sklambda model=<name> version=<version> release=<id>``, which
+  ``make versions`` and ``make rollback`` read;
+- ``ServingRuntime``'s default: the runtime layer the model needs;
+- SnapStart, a build choice: its parameter's default, the rule that a deploy asks for the same,
+  and whether a replaced version is deleted (SnapStart: each version is billed for its cache) or
+  kept for ``make rollback``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, get_args
+
+from sklambda.manifest import CARD_FILE, MANIFEST_FILE, Runtime, read_manifest
+
+RUNTIMES: tuple[str, ...] = get_args(Runtime)
+PLACEHOLDER = "unstamped"
+RELEASE_VARIABLE = "SKLAMBDA_RELEASE"
+VERSIONED = ("PredictFunction", "BatchFunction", "DriftFunction")
+SNAPSTART_FUNCTIONS = ("PredictFunction", "BatchFunction")
+SNAPSTART_RULE = "SnapStartMatchesTheBuild"
+SNAPSTART_CHOICES = ("None", "PublishedVersions")
+ID_LENGTH = 16
+DESCRIPTION_LIMIT = 256  # Lambda's limit on a version's description
+
+
+@dataclass(frozen=True)
+class Release:
+    id: str
+    model_name: str
+    model_version: str
+
+    @property
+    def description(self) -> str:
+        """The version description: ``sklambda model=<name> version=<version> release=<id>``."""
+        name, version = _token(self.model_name), _token(self.model_version)
+        text = f"sklambda model={name} version={version} release={self.id}"
+        if len(text) > DESCRIPTION_LIMIT:  # a very long name: keep the release whole
+            room = DESCRIPTION_LIMIT - len(f"sklambda model= version={version} release={self.id}")
+            text = f"sklambda model={name[: max(room, 1)]} version={version} release={self.id}"
+        return text[:DESCRIPTION_LIMIT]
+
+
+def _token(text: str) -> str:
+    """A name as one space-free token of printable characters."""
+    return "".join(c if c.isprintable() and not c.isspace() else "_" for c in text) or "_"
+
+
+def _files(root: Path, pattern: str) -> list[Path]:
+    return sorted(p for p in root.glob(pattern) if p.is_file() and "__pycache__" not in p.parts)
+
+
+def model_files(model_dir: Path) -> list[Path]:
+    """What the model layer ships: the manifest, the card and the artifacts it lists."""
+    manifest = read_manifest(model_dir)
+    names = [MANIFEST_FILE, CARD_FILE, *sorted(manifest.artifacts)]
+    return [model_dir / n for n in names]
+
+
+def release(root: Path, model_dir: Path, runtime: str) -> Release:
+    """The release of ``model_dir`` served by ``runtime`` with the code under ``root``."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"ServingRuntime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+    manifest = read_manifest(model_dir)
+    digest = hashlib.sha256()
+
+    def feed(part: str, files: Iterable[Path], base: Path) -> None:
+        for path in files:
+            data = path.read_bytes()
+            name = f"{part}/{path.relative_to(base).as_posix()}"
+            digest.update(f"{name}\0{len(data)}\0".encode())
+            digest.update(data)
+
+    feed("model", model_files(model_dir), model_dir)
+    feed("code", _files(root / "src" / "sklambda", "**/*.py"), root / "src" / "sklambda")
+    feed("functions", _files(root / "functions", "**/*.py"), root / "functions")
+    layers = root / "layers"
+    feed(
+        "runtime",
+        [layers / runtime / "requirements.txt", layers / "Makefile", layers / "platform.mk"],
+        layers,
+    )
+    digest.update(f"serving={runtime}".encode())
+    return Release(digest.hexdigest()[:ID_LENGTH], manifest.name, manifest.version)
+
+
+def stamp(
+    template: dict[str, Any], stamped: Release, runtime: str, snapstart: str = "None"
+) -> dict[str, Any]:
+    """A copy of ``template`` (long-form intrinsics) stamped with a release, its runtime and
+    the SnapStart choice. Raises ``ValueError`` when the template lacks a place to stamp."""
+    out = copy.deepcopy(template)
+    parameters = out.get("Parameters", {})
+    for name, value in (("ServingRuntime", runtime), ("SnapStart", snapstart)):
+        allowed = parameters.get(name, {}).get("AllowedValues")
+        if allowed is None:
+            raise ValueError(f"the template has no {name} parameter with AllowedValues")
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+        parameters[name]["Default"] = value
+    try:
+        (assertion,) = out["Rules"][SNAPSTART_RULE]["Assertions"]
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"the template has no rule {SNAPSTART_RULE} with one assertion") from None
+    assertion["Assert"] = {"Fn::Equals": [{"Ref": "SnapStart"}, snapstart]}
+    variables = (
+        out.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    )
+    if RELEASE_VARIABLE not in variables:
+        raise ValueError(f"the template's Globals set no {RELEASE_VARIABLE}")
+    variables[RELEASE_VARIABLE] = stamped.id
+    resources = out.get("Resources", {})
+    for logical_id in VERSIONED:
+        props = resources.get(logical_id, {}).get("Properties", {})
+        if props.get("AutoPublishAlias") != "live" or "VersionDescription" not in props:
+            raise ValueError(f"{logical_id} publishes no versions through the alias live")
+        props["VersionDescription"] = stamped.description
+    for logical_id in SNAPSTART_FUNCTIONS:
+        props = resources[logical_id]["Properties"]
+        if "VersionDeletionPolicy" not in props:
+            raise ValueError(f"{logical_id} has no VersionDeletionPolicy to stamp")
+        props["VersionDeletionPolicy"] = "Delete" if snapstart == "PublishedVersions" else "Retain"
+    return out
+
+
+def stamped_text(template: dict[str, Any]) -> str:
+    """The stamped template as YAML (long-form intrinsics, as `sam build` writes it)."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
+    text: str = yaml.dump(template, Dumper=Dumper, sort_keys=False, width=100, allow_unicode=True)
+    return text
+
+
+def read(build_dir: Path) -> Release | None:
+    """The release a built template carries (``None``: not stamped)."""
+    from sklambda_tools.local import load_template
+
+    template = load_template(build_dir / "template.yaml")
+    variables = template.get("Globals", {}).get("Function", {}).get("Environment", {})
+    value = variables.get("Variables", {}).get(RELEASE_VARIABLE)
+    if not isinstance(value, str) or value == PLACEHOLDER:
+        return None
+    description = template["Resources"][VERSIONED[0]]["Properties"]["VersionDescription"]
+    fields = dict(part.split("=", 1) for part in str(description).split()[1:] if "=" in part)
+    return Release(value, fields.get("model", ""), fields.get("version", ""))
