@@ -29,7 +29,7 @@ RUNTIME_CHOSEN = $(or $(SERVING_RUNTIME),$(MANIFEST_RUNTIME))
 RUNTIME_FLAG = $(if $(SERVING_RUNTIME),--runtime $(SERVING_RUNTIME))
 HOST_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
 
-.PHONY: help setup lint test model package demo serve invoke batch drift openapi bench lock clean tools lint-template build build-host size test-built lock-tools checkov
+.PHONY: help setup lint test model package demo serve invoke batch drift versions rollback openapi bench lock clean tools lint-template build build-host size test-built lock-tools checkov
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -68,13 +68,14 @@ model: setup  ## train, gate and package the example model into models/penguins
 
 package: setup  ## package your own pipeline: make package MODEL=pipe.joblib DATA=holdout.csv TARGET=y
 	@test -n "$(MODEL)" -a -n "$(DATA)" -a -n "$(TARGET)" || \
-	  { echo "usage: make package MODEL=<pipeline.joblib> DATA=<holdout.csv> TARGET=<column> [NAME=..] [TRAIN=..] [GATE=..] [RUNTIME=auto|onnx|sklearn] [DESCRIPTION=..] [VERSION=..] [NULLABLE=a,b] [NOT_NULLABLE=c] [ACCEPT_VERSION_MISMATCH=1]"; exit 2; }
+	  { echo "usage: make package MODEL=<pipeline.joblib> DATA=<holdout.csv> TARGET=<column> [NAME=..] [TRAIN=..] [GATE=..] [RUNTIME=auto|onnx|sklearn] [DESCRIPTION=..] [VERSION=..] [NULLABLE=a,b] [NOT_NULLABLE=c] [ACCEPT_VERSION_MISMATCH=1] [CHAMPION=<model dir or model.json>|none]"; exit 2; }
 	$(PY) -m sklambda_tools.package --model "$(MODEL)" --data "$(DATA)" --target "$(TARGET)" \
 	  $(if $(NAME),--name "$(NAME)") $(if $(GATE),--gate "$(GATE)") $(if $(RUNTIME),--runtime "$(RUNTIME)") \
 	  $(if $(TRAIN),--train-data "$(TRAIN)") $(if $(DESCRIPTION),--description "$(DESCRIPTION)") \
 	  $(if $(VERSION),--version "$(VERSION)") $(if $(NULLABLE),--nullable "$(NULLABLE)") \
 	  $(if $(NOT_NULLABLE),--not-nullable "$(NOT_NULLABLE)") \
-	  $(if $(ACCEPT_VERSION_MISMATCH),--accept-version-mismatch)
+	  $(if $(ACCEPT_VERSION_MISMATCH),--accept-version-mismatch) \
+	  $(if $(CHAMPION),$(if $(filter none,$(CHAMPION)),--no-champion,--champion "$(CHAMPION)"))
 
 # Only the example is trained when missing; any other name must be a packaged model: nothing
 # retrains or overwrites a committed model unless asked to (`make model`).
@@ -100,17 +101,30 @@ drift: setup $(MODEL_DIR)/model.json  ## drift of a CSV against the model's trai
 	@test -n "$(DATA)" || { echo "usage: make drift DATA=<file.csv> [MODEL_NAME=...]"; exit 2; }
 	$(PY) -m sklambda_tools.drift --data "$(DATA)" --model $(MODEL_DIR)
 
+# The deployed stack: STACK, else samconfig.toml's stack_name, else sklambda. The region only
+# when AWS_REGION is given (command line or environment), else boto3's (AWS_DEFAULT_REGION, the
+# profile): the Makefile's own default is the build's.
+VERSIONS_ARGS = $(if $(STACK),--stack "$(STACK)") $(if $(filter-out file default undefined,$(origin AWS_REGION)),--region "$(AWS_REGION)")
+versions: setup  ## the deployed functions' versions and the one each alias `live` serves: make versions [STACK=..] [AWS_REGION=..]
+	$(PY) -m sklambda_tools.versions list $(VERSIONS_ARGS)
+
+# The usage check runs under make -n too (+).
+rollback: setup  ## point the API's alias `live` at version VERSION (batch and drift follow its release): make rollback VERSION=<n> [STACK=..]
+	+@test -n "$(VERSION)" || { echo "usage: make rollback VERSION=<n> [STACK=...] [AWS_REGION=...] (make versions lists the versions)" >&2; exit 2; }
+	$(PY) -m sklambda_tools.versions rollback --version "$(VERSION)" $(VERSIONS_ARGS)
+
 FILE ?= samples/birds.csv
 batch: setup $(MODEL_DIR)/model.json  ## score FILE through the batch function in an embedded S3; outputs to out/
 	$(PY) scripts/batch.py "$(FILE)" --out out --model $(MODEL_DIR) $(RUNTIME_FLAG)
 
-bench: setup build-host  ## benchmarks: online latency, batch throughput and memory, cold starts, capture and the drift job
+bench: setup build-host  ## benchmarks: online latency, batch throughput and memory, cold starts, capture and the drift job, the pre-traffic check
 	@mkdir -p out/bench
 	$(PY) bench/online.py --json out/bench/online.json
 	$(PY) bench/batch.py --json out/bench/batch.json
 	$(PY) bench/cold_start.py --json out/bench/cold_start.json
 	$(PY) bench/monitoring.py --json out/bench/monitoring.json
 	$(PY) bench/hardening.py --json out/bench/hardening.json
+	$(PY) bench/rollout.py --json out/bench/rollout.json
 
 # docs/openapi.json documents the example model; another model's document goes to out/.
 OPENAPI_OUT = $(if $(filter models/penguins,$(MODEL_DIR)),docs/openapi.json,out/$(notdir $(MODEL_DIR))/openapi.json)
@@ -151,12 +165,14 @@ lint-template: tools $(CHECKOV_STAMP)  ## sam validate --lint (cfn-lint 1.53.3),
 	    $(foreach p,$(PARAMS),--parameter $(p)) > "$$out/transformed.json" && \
 	  $(CHECKOV) -f "$$out/transformed.json"
 
-# The model layer gets $(MODEL_DIR); the built template's ServingRuntime default becomes the
-# model's runtime (or SERVING_RUNTIME), so `sam deploy` with the defaults deploys the right layer.
-build: $(MODEL_DIR)/model.json lint-template setup  ## sam build of MODEL_NAME for ARCH (arm64, the default, or x86_64) into .aws-sam/build; no Docker
+# The model layer gets $(MODEL_DIR); then scripts/stamp_build.py writes the release (model, code,
+# runtime) into the built template, so that a new one publishes new versions behind the alias
+# `live`, and makes the model's runtime (or SERVING_RUNTIME) and SNAPSTART its defaults.
+SNAPSTART ?= None
+build: $(MODEL_DIR)/model.json lint-template setup  ## sam build of MODEL_NAME for ARCH (arm64, the default, or x86_64) into .aws-sam/build, stamped with its release (SNAPSTART=PublishedVersions for SnapStart); no Docker
 	MODEL_NAME=$(abspath $(MODEL_DIR)) SKLAMBDA_ARCH=$(ARCH) $(SAM) build --build-dir .aws-sam/build --region $(AWS_REGION) \
-	  --parameter-overrides Architecture=$(ARCH) ServingRuntime=$(RUNTIME_CHOSEN)
-	$(PY) scripts/built_runtime.py .aws-sam/build --runtime $(RUNTIME_CHOSEN)
+	  --parameter-overrides Architecture=$(ARCH) ServingRuntime=$(RUNTIME_CHOSEN) SnapStart=$(SNAPSTART)
+	$(PY) scripts/stamp_build.py .aws-sam/build --model $(MODEL_DIR) --runtime $(RUNTIME_CHOSEN) --snapstart $(SNAPSTART)
 
 size: setup  ## unpacked size of each function with its layers in .aws-sam/build (the runtime it was built for); fails above 250 MB
 	$(PY) scripts/size.py --build-dir .aws-sam/build $(if $(SERVING_RUNTIME),--parameter ServingRuntime=$(SERVING_RUNTIME))
@@ -164,8 +180,8 @@ size: setup  ## unpacked size of each function with its layers in .aws-sam/build
 HOST_BUILD_DIR ?= .aws-sam/build-host
 build-host: $(MODEL_DIR)/model.json lint-template setup  ## build MODEL_NAME for this machine (its architecture and Python) into $(HOST_BUILD_DIR)
 	MODEL_NAME=$(abspath $(MODEL_DIR)) SKLAMBDA_ARCH=$(HOST_ARCH) SKLAMBDA_PYTHON=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])') \
-	  $(SAM) build --build-dir $(HOST_BUILD_DIR) --region $(AWS_REGION) --parameter-overrides Architecture=$(HOST_ARCH) ServingRuntime=$(RUNTIME_CHOSEN)
-	$(PY) scripts/built_runtime.py $(HOST_BUILD_DIR) --runtime $(RUNTIME_CHOSEN)
+	  $(SAM) build --build-dir $(HOST_BUILD_DIR) --region $(AWS_REGION) --parameter-overrides Architecture=$(HOST_ARCH) ServingRuntime=$(RUNTIME_CHOSEN) SnapStart=$(SNAPSTART)
+	$(PY) scripts/stamp_build.py $(HOST_BUILD_DIR) --model $(MODEL_DIR) --runtime $(RUNTIME_CHOSEN) --snapstart $(SNAPSTART)
 
 test-built: build-host  ## what `sam local invoke` would run: the built functions, isolated, with every event
 	SKLAMBDA_BUILD_DIR=$(HOST_BUILD_DIR) SKLAMBDA_SAM=$(SAM) $(BIN)/pytest -q tests/built
