@@ -2,7 +2,8 @@
 
 Trains, gates and packages the example model; serves it through the local API and sends a valid
 and an invalid request; scores a sample file with bad rows in an embedded S3; shows the metrics
-the functions emitted and the drift of a shifted sample; then stops everything it started.
+the functions emitted and the drift of a shifted sample; takes a new model version through the
+champion gate and the pre-traffic check; then stops everything it started.
 """
 
 from __future__ import annotations
@@ -19,16 +20,19 @@ from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import requests
 
 from sklambda.errors import IntegrityError
 from sklambda.model import load
+from sklambda_tools import evaluate
 from sklambda_tools.drift import file_drift, render
-from sklambda_tools.errors import PackagingError
+from sklambda_tools.errors import GateFailed, PackagingError
 from sklambda_tools.examples import penguins
 from sklambda_tools.localapi import LocalApi, Server
 from sklambda_tools.localbatch import run_batch
-from sklambda_tools.package import Packaged, plural
+from sklambda_tools.package import Packaged, build, plural
+from sklambda_tools.rollout import check_in_process, tampered_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 BIRD = json.loads((ROOT / "samples" / "request.json").read_text())["instances"][0]
@@ -59,6 +63,72 @@ def package(work: Path, gate_from: Path) -> Packaged:
     work.mkdir(parents=True)
     shutil.copy(gate_from / "gate.toml", work / "gate.toml")
     return penguins.package(work)
+
+
+def candidate(c: float, more_data: bool) -> Any:
+    """The example pipeline with another ``C``, fitted on the training split (and, for
+    ``more_data``, the validation split too)."""
+    splits = penguins.split(penguins.load_frame())
+    rows = pd.concat([splits.train, splits.validation]) if more_data else splits.train
+    return penguins.make_pipeline(c).fit(rows[penguins.FEATURES], rows[penguins.TARGET])
+
+
+def rollout(champion: Path, out: Path) -> bool:
+    """Two candidates through the champion gate, then the pre-traffic check of the one that
+    passed: against itself, against a version still serving the champion, against a tampered
+    copy. ``True`` when every step did what it should."""
+    splits = penguins.split(penguins.load_frame())
+    gate_file = champion / "gate.toml"
+    rule = evaluate.read_champion(gate_file)
+
+    def package(name: str, pipeline: Any) -> Packaged:
+        dest = out / name
+        shutil.rmtree(dest, ignore_errors=True)
+        return build(
+            pipeline,
+            splits.test,
+            penguins.TARGET,
+            dest,
+            name="penguins",
+            description=penguins.DESCRIPTION,
+            train=splits.train,
+            gate=evaluate.read_gate(gate_file),
+            gate_source=gate_file.name,
+            champion=champion,
+            champion_rule=rule,
+        )
+
+    try:
+        package("penguins-weaker", candidate(0.5, more_data=False))
+    except GateFailed as exc:
+        print(f"    C=0.5: passes the validation gate, refused by the champion gate: {exc}")
+    else:
+        print("    ERROR: a candidate worse than the champion was packaged", file=sys.stderr)
+        return False
+    try:
+        v2 = package("penguins-v2", candidate(10.0, more_data=True))
+    except PackagingError as exc:
+        print(f"    ERROR: the retrained candidate was refused: {exc}", file=sys.stderr)
+        return False
+    assert v2.manifest.champion is not None
+    compared = ", ".join(
+        f"{c.metric} {c.candidate:.4f} vs {c.champion:.4f}" for c in v2.manifest.champion.checks
+    )
+    print(f"    retrained on train+validation: {v2.manifest.version} passes ({compared})")
+    tampered = tampered_copy(v2.path, out / "penguins-v2-tampered")
+    for served, what, expected in (
+        (v2.path, "the new version", "Succeeded"),
+        (champion, "a version still serving the champion", "Failed"),
+        (tampered, "a version with a tampered graph", "Failed"),
+    ):
+        with redirect_stdout(io.StringIO()):  # the handler's logs and metrics
+            verdict = check_in_process(v2.path, served)
+        print(f"    pre-traffic check of {what}: {verdict.status} in {verdict.seconds:.2f} s")
+        print(f"        {verdict.reason[:160]}")
+        if verdict.status != expected:
+            print(f"    ERROR: expected {expected}", file=sys.stderr)
+            return False
+    return True
 
 
 def main() -> int:
@@ -133,7 +203,11 @@ def main() -> int:
     for line in render(report).splitlines()[:7]:
         print(f"    {line}")
 
-    step(6, "a tampered artifact is refused")
+    step(6, "a new model version: the champion gate, then the pre-traffic check")
+    if not rollout(work, args.out):
+        return 1
+
+    step(7, "a tampered artifact is refused")
     graph = bytearray((work / "model.onnx").read_bytes())
     graph[-1] ^= 1  # one bit, same size: the SHA-256 check is what catches it
     (work / "model.onnx").write_bytes(bytes(graph))
