@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 # What the Lambda Python runtime itself provides, next to the function and its layers.
-RUNTIME_PROVIDED = ["boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six"]
+RUNTIME_PROVIDED = [
+    "boto3",
+    "botocore",
+    "s3transfer",
+    "jmespath",
+    "dateutil",
+    "urllib3",
+    "six",
+    "snapshot_restore_py",  # Python 3.12 and newer: SnapStart's runtime hooks
+]
 
 
 @pytest.fixture(scope="session")
