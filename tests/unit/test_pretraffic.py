@@ -842,3 +842,55 @@ def test_a_message_that_is_not_plain_text_is_quoted_safely() -> None:
     verdict = verdict_of(scripted(refused(500, {"message": "bad\ud800 \u0000 news"})))
     assert verdict.reason == 'POST /predict (probe rows 0-255) answered 500: "bad? \\u0000 news"'
     verdict.reason.encode("utf-8")
+
+
+# --- answers and probe files at the edges of what JSON can carry -------------------------------
+
+
+def test_an_integer_too_large_for_a_float_in_an_answer_is_a_failed_verdict() -> None:
+    # Given a version whose first probability is an integer of 400 digits (JSON allows it)
+    class Huge(Echo):
+        def __call__(self, event: dict[str, Any], timeout: float) -> Any:
+            answer = super().__call__(event, timeout)
+            if event["httpMethod"] == "GET":
+                return answer
+            document = json.loads(answer["body"])
+            first = document["predictions"][0]
+            first["probabilities"] = {k: 10**400 for k in first["probabilities"]}
+            return {**answer, "body": json.dumps(document)}
+
+    verdict = verdict_of(Huge())
+    assert verdict.status == "Failed"
+    assert verdict.reason.startswith("row 0 of probes.json disagrees: probability of ")
+    regression = probes.parse(
+        {"format": 1, "task": "regression", "tolerance": 1e-5, "rows": [{"instance": {}, "expected": {"value": 1.0}}]}
+    )
+    assert probes.disagreement(regression, regression.rows[0].expected, {"value": 10**400}) == (
+        "the answer has no numeric value"
+    )
+
+
+def test_a_function_answer_nested_too_deep_is_a_failure(
+    lambda_client: tuple[Any, Stubber],
+) -> None:
+    client, stubber = lambda_client
+    deep = b"[" * 100_000 + b"]" * 100_000
+    stubber.add_response("invoke", {"StatusCode": 200, "Payload": body(deep)}, INVOKE)
+    stubber.add_response(
+        "invoke", {"StatusCode": 200, "FunctionError": "Unhandled", "Payload": body(deep)}, INVOKE
+    )
+    invoke = lambda_invoker(TARGET, client_for=lambda s: client)
+    with pytest.raises(InvokeFailed, match=r"^the function's answer is not JSON$"):
+        invoke(EVENT, 5.0)
+    with pytest.raises(InvokeFailed, match=r"^the function failed \(Unhandled\)$"):
+        invoke(EVENT, 5.0)
+
+
+def test_a_refusal_naming_an_absurd_instance_index_is_still_a_verdict() -> None:
+    path = "instances[" + "9" * 5000 + "].island"
+    answer = refused(422, {"message": "no", "errors": [{"path": path, "reason": "bad"}]})
+    verdict = verdict_of(scripted(answer))
+    assert (verdict.status, verdict.reason) == (
+        "Failed",
+        'POST /predict (probe rows 0-255) answered 422: "no"',
+    )
