@@ -53,7 +53,15 @@ DEFAULT_MAX_BODY_BYTES = 1_048_576
 REQUEST_ID_PREFIX = probes.REQUEST_ID_PREFIX
 
 THROTTLE_ATTEMPTS = 4
-"""Invokes of one request when Lambda throttles (``TooManyRequestsException``)."""
+"""Invokes of one request when Lambda throttles or the version is not ready yet (``PASSING``)."""
+PASSING = frozenset(
+    {
+        "TooManyRequestsException",  # throttled
+        "ResourceConflictException",  # the new version is still Pending
+        "SnapStartNotReadyException",  # its snapshot is still being made
+    }
+)
+"""What a short wait can mend: an invoke refused with one of these is tried again."""
 THROTTLE_BACKOFF_SECONDS = 0.25
 """The pause after the first throttled invoke; it doubles after each."""
 
@@ -273,7 +281,9 @@ def _batches(texts: list[str], max_instances: int, max_bytes: int) -> list[tuple
     return out
 
 
-_INSTANCE_PATH = re.compile(r"instances\[(\d+)\](?:\.(.*))?")
+_INSTANCE_PATH = re.compile(r"instances\[(\d{1,9})\](?:\.(.*))?")
+"""An error's path in a request of at most ``max_instances`` (100000) instances: an index of
+more digits names no row (and would not convert to an integer past 4300 digits)."""
 
 
 def _first_error(document: Any, start: int) -> str:
@@ -360,9 +370,9 @@ def lambda_invoker(
 
     ``client_for(seconds)`` gives the Lambda client to use when ``seconds`` are left (by default
     ``sklambda.aws.client("lambda", ...)`` with that read timeout, in whole seconds, and no
-    retries of its own). A throttled invoke (``TooManyRequestsException``) is tried again, at
-    most ``attempts`` times in all and only while the time given lasts, after a pause of
-    ``backoff_seconds`` that doubles each time.
+    retries of its own). An invoke refused for what a short wait mends (``PASSING``: throttled,
+    or the version not ready yet) is tried again, at most ``attempts`` times in all and only
+    while the time given lasts, after a pause of ``backoff_seconds`` that doubles each time.
     """
     clients = client_for or _lambda_client
     payload_of = _compact
@@ -385,13 +395,12 @@ def lambda_invoker(
                 raise InvokeTimeout() from None
             except ClientError as exc:
                 code = str(exc.response.get("Error", {}).get("Code") or "an unknown error")
-                if code != "TooManyRequestsException":
+                if code not in PASSING:
                     raise InvokeFailed(f"the invoke API refused it: {_cut(code)}") from None
                 pause = backoff_seconds * 2 ** (attempt - 1)
                 if attempt == attempts or clock() + pause >= deadline:
                     raise InvokeFailed(
-                        f"the invoke API refused it: TooManyRequestsException (throttled "
-                        f"{attempt} times)"
+                        f"the invoke API refused it: {code} ({attempt} times)"
                     ) from None
                 sleep(pause)
                 continue
@@ -414,7 +423,7 @@ def _result(response: dict[str, Any], data: bytes) -> Any:
     """The function's answer, or ``InvokeFailed`` when it errored."""
     try:
         answer = json.loads(data) if data else None
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep
         answer = None
     kind = response.get("FunctionError")
     if kind:

@@ -56,6 +56,9 @@ class ProbeSet:
 def parse(data: Any) -> ProbeSet:
     """A ``ProbeSet`` from JSON-like data; ``ContractError`` names the first offending field."""
     probes = build(ProbeSet, data)
+    if not (math.isfinite(probes.tolerance) and probes.tolerance >= 0):
+        # NaN or infinity would let every answer agree (a comparison with NaN is never over it)
+        raise ContractError("tolerance", "must be a finite number of 0 or more")
     if not probes.rows:
         raise ContractError("rows", "must hold at least one row")
     for i, row in enumerate(probes.rows):
@@ -105,6 +108,8 @@ def read(model_dir: str | Path, manifest: Manifest) -> ProbeSet:
         return parse(json.loads(blobs[PROBES_FILE]))
     except ValueError as exc:  # not JSON, or a ContractError naming the field
         raise ModelLoadError(f"{PROBES_FILE} is not a probe file: {exc}") from None
+    except RecursionError:
+        raise ModelLoadError(f"{PROBES_FILE} is not a probe file: nested too deep") from None
 
 
 def disagreement(probes: ProbeSet, expected: dict[str, Any], got: Any) -> str | None:
@@ -146,4 +151,9 @@ def disagreement(probes: ProbeSet, expected: dict[str, Any], got: Any) -> str | 
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float (JSON allows any length)
+        return False

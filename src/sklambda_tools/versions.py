@@ -29,6 +29,8 @@ PREDICT = "PredictFunction"
 ALIAS = "live"
 DEFAULT_STACK = "sklambda"
 SAMCONFIG = Path("samconfig.toml")
+MAX_VERSION_DIGITS = 18
+"""Lambda numbers versions 1, 2, ...: a VERSION of more digits names none."""
 
 DESCRIPTION = re.compile(
     r"sklambda model=(?P<model>\S+) version=(?P<version>\S+) release=(?P<release>[0-9a-f]{16})"
@@ -333,9 +335,16 @@ def parse_version(text: str) -> int:
         raise Refused(
             "$LATEST is not a published version: give the number of one (make versions lists them)"
         )
-    if not re.fullmatch(r"[0-9]+", text.strip()) or int(text) < 1:
+    digits = text.strip()
+    if re.fullmatch(r"[0-9]+", digits) and len(digits.lstrip("0")) > MAX_VERSION_DIGITS:
+        # no function publishes that many versions (and int() refuses past 4300 digits)
+        raise Refused(
+            "VERSION must be a published version's number, not a number of "
+            f"{len(digits.lstrip('0'))} digits"
+        )
+    if not re.fullmatch(r"[0-9]+", digits) or int(digits) < 1:
         raise Refused(f"VERSION must be a published version's number, not '{text}'")
-    return int(text)
+    return int(digits)
 
 
 def plan(functions: dict[str, Function], number: int) -> Plan | None:

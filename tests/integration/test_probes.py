@@ -8,38 +8,27 @@ import dataclasses
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
-from sklearn.pipeline import Pipeline
 
 from sklambda import probes
-from sklambda.errors import IntegrityError
+from sklambda.errors import IntegrityError, ModelLoadError
 from sklambda.manifest import dump_manifest, read_manifest, sha256_bytes
-from sklambda.pretraffic import proxy_event
-from sklambda_tools.package import Packaged, build, frame_to_records
+from sklambda.pretraffic import check, proxy_event
+from sklambda_tools.package import Packaged, frame_to_records
 from sklambda_tools.rollout import InProcessVersion, check_in_process, tampered_copy
 
-from pipelines import CASES
 from support import PENGUINS_DIR
 
 PACKAGED_HERE = ["regressor", "binary"]
 
 
 @pytest.fixture(scope="module")
-def models(
-    fitted: dict[str, Pipeline],
-    train_frame: pd.DataFrame,
-    holdout_frame: pd.DataFrame,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> dict[str, Packaged]:
-    root = tmp_path_factory.mktemp("probed")
-    return {
-        name: build(
-            fitted[name], holdout_frame, CASES[name][1], root / name, name=name, train=train_frame
-        )
-        for name in PACKAGED_HERE
-    }
+def models(packaged: dict[str, Packaged]) -> dict[str, Packaged]:
+    """The example pipelines conftest packages once a session (read only here)."""
+    return {name: packaged[name] for name in PACKAGED_HERE}
 
 
 def model_dir(models: dict[str, Packaged], name: str) -> Path:
@@ -129,3 +118,55 @@ def test_a_manifest_without_a_probe_file_gives_the_clear_message(
     assert str(caught.value) == message
     verdict = check_in_process(penguins_copy, penguins_copy)
     assert verdict.reason == f"the probes of the packaged model cannot be used: {message}"
+
+
+def _rehashed_probes(model_dir: Path, text: str) -> Path:
+    """``model_dir`` with ``text`` as its probe file, re-hashed in ``model.json`` (a crafted
+    file that passes the integrity check)."""
+    from sklambda.manifest import ArtifactFile
+
+    data = text.encode()
+    (model_dir / probes.PROBES_FILE).write_bytes(data)
+    manifest = read_manifest(model_dir)
+    artifacts = {
+        **manifest.artifacts,
+        probes.PROBES_FILE: ArtifactFile(sha256=sha256_bytes(data), bytes=len(data)),
+    }
+    (model_dir / "model.json").write_text(
+        dump_manifest(dataclasses.replace(manifest, artifacts=artifacts))
+    )
+    return model_dir
+
+
+@pytest.mark.parametrize("tolerance", ["NaN", "Infinity", "-1e-05"])
+def test_a_probe_file_whose_tolerance_would_let_anything_agree_is_refused(
+    penguins_copy: Path, tolerance: str
+) -> None:
+    # Given a probe file whose tolerance is not a number of 0 or more (NaN and infinity make
+    # every probability and value agree)
+    text = (penguins_copy / probes.PROBES_FILE).read_text()
+    text = text.replace('"tolerance": 1e-05', f'"tolerance": {tolerance}', 1)
+    assert tolerance in text
+    _rehashed_probes(penguins_copy, text)
+    with pytest.raises(ModelLoadError, match=r"^probes\.json is not a probe file: tolerance: "):
+        probes.read(penguins_copy, read_manifest(penguins_copy))
+    asked: list[Any] = []
+    verdict = check(
+        lambda e, t: asked.append(e), penguins_copy, max_instances=1000, deadline_seconds=30
+    )
+    assert verdict.status == "Failed" and not asked
+    assert verdict.reason.startswith("the probes of the packaged model cannot be used: ")
+
+
+def test_a_probe_file_nested_too_deep_is_refused_not_raised(penguins_copy: Path) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    _rehashed_probes(
+        penguins_copy,
+        '{"format": 1, "task": "classification", "tolerance": 1e-05, "rows": [{"instance": '
+        f'{{"a": {deep}}}, "expected": {{"label": "Adelie"}}}}]}}',
+    )
+    with pytest.raises(ModelLoadError, match=r"^probes\.json is not a probe file: "):
+        probes.read(penguins_copy, read_manifest(penguins_copy))
+    verdict = check(lambda e, t: None, penguins_copy, max_instances=1000, deadline_seconds=30)
+    assert verdict.status == "Failed"
+    assert verdict.reason.startswith("the probes of the packaged model cannot be used: ")

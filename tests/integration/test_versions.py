@@ -704,3 +704,15 @@ def test_make_help_lists_both() -> None:
     out = make("help").stdout
     assert re.search(r"make versions\s+\S", out)
     assert re.search(r"make rollback\s+\S", out)
+
+
+def test_a_version_of_more_digits_than_any_lambda_publishes_is_refused(
+    stack: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a VERSION of 5000 digits (more than Python converts to an integer)
+    err = refused(
+        *run(capsys, "rollback", "--version", "9" * 5000),
+        "VERSION must be a published version's number, not a number of 5000 digits",
+    )
+    assert len(err) < 200
+    assert aliases(stack) == {"PredictFunction": "4", "BatchFunction": "3", "DriftFunction": "3"}

@@ -754,7 +754,27 @@ def test_throttling_gives_up_after_the_attempts(lambda_client: tuple[Any, Stubbe
     for _ in range(4):
         throttled(stubber)
     invoke = lambda_invoker(TARGET, client_for=lambda s: client, sleep=lambda s: None)
-    with pytest.raises(InvokeFailed, match=r"TooManyRequestsException \(throttled 4 times\)$"):
+    with pytest.raises(InvokeFailed, match=r"TooManyRequestsException \(4 times\)$"):
+        invoke(EVENT, 30.0)
+
+
+@pytest.mark.parametrize("code", ["ResourceConflictException", "SnapStartNotReadyException"])
+def test_a_version_not_ready_yet_is_tried_again(
+    code: str, lambda_client: tuple[Any, Stubber]
+) -> None:
+    client, stubber = lambda_client
+    stubber.add_client_error("invoke", code, "not ready", 409, expected_params=INVOKE)
+    data = json.dumps(ANSWER).encode()
+    stubber.add_response("invoke", {"StatusCode": 200, "Payload": body(data)}, INVOKE)
+    invoke = lambda_invoker(TARGET, client_for=lambda s: client, sleep=lambda s: None)
+    assert invoke(EVENT, 30.0) == ANSWER
+
+
+def test_another_refusal_is_not_tried_again(lambda_client: tuple[Any, Stubber]) -> None:
+    client, stubber = lambda_client
+    stubber.add_client_error("invoke", "AccessDeniedException", "no", 403, expected_params=INVOKE)
+    invoke = lambda_invoker(TARGET, client_for=lambda s: client, sleep=lambda s: None)
+    with pytest.raises(InvokeFailed, match=r"refused it: AccessDeniedException$"):
         invoke(EVENT, 30.0)
 
 
@@ -775,7 +795,7 @@ def test_throttling_gives_up_when_the_time_runs_out(lambda_client: tuple[Any, St
         clock.now += seconds
 
     invoke = lambda_invoker(TARGET, client_for=client_for, clock=clock, sleep=sleep)
-    with pytest.raises(InvokeFailed, match=r"throttled 2 times\)$"):
+    with pytest.raises(InvokeFailed, match=r"TooManyRequestsException \(2 times\)$"):
         invoke(EVENT, 1.0)
     assert left == [1.0, pytest.approx(0.45)]  # each call's client bounded by the time left
 
@@ -863,7 +883,12 @@ def test_an_integer_too_large_for_a_float_in_an_answer_is_a_failed_verdict() -> 
     assert verdict.status == "Failed"
     assert verdict.reason.startswith("row 0 of probes.json disagrees: probability of ")
     regression = probes.parse(
-        {"format": 1, "task": "regression", "tolerance": 1e-5, "rows": [{"instance": {}, "expected": {"value": 1.0}}]}
+        {
+            "format": 1,
+            "task": "regression",
+            "tolerance": 1e-5,
+            "rows": [{"instance": {}, "expected": {"value": 1.0}}],
+        }
     )
     assert probes.disagreement(regression, regression.rows[0].expected, {"value": 10**400}) == (
         "the answer has no numeric value"
