@@ -19,9 +19,10 @@ the next build's):
 - each version's description, ``sklambda model=<name> version=<version> release=<id>``, which
   ``make versions`` and ``make rollback`` read;
 - ``ServingRuntime``'s default: the runtime layer the model needs;
-- SnapStart, a build choice: its parameter's default, the rule that a deploy asks for the same,
-  and whether a replaced version is deleted (SnapStart: each version is billed for its cache) or
-  kept for ``make rollback``.
+- SnapStart, a build choice: the functions' setting itself (a literal, so that switching it
+  publishes versions), its parameter's default, the rule that a deploy asks for the same, and
+  whether a replaced version is deleted (SnapStart: each version is billed for its cache) or kept
+  for ``make rollback``.
 """
 
 from __future__ import annotations
@@ -139,9 +140,12 @@ def stamp(
         props["VersionDescription"] = stamped.description
     for logical_id in SNAPSTART_FUNCTIONS:
         props = resources[logical_id]["Properties"]
-        if "VersionDeletionPolicy" not in props:
-            raise ValueError(f"{logical_id} has no VersionDeletionPolicy to stamp")
+        if "VersionDeletionPolicy" not in props or "SnapStart" not in props:
+            raise ValueError(f"{logical_id} has no SnapStart and VersionDeletionPolicy to stamp")
         props["VersionDeletionPolicy"] = "Delete" if snapstart == "PublishedVersions" else "Retain"
+        # a literal, not the parameter: SAM hashes it unresolved, and turning SnapStart on or off
+        # must publish versions (the rule keeps the parameter equal to it)
+        props["SnapStart"] = {"ApplyOn": snapstart}
     return out
 
 

@@ -211,6 +211,8 @@ def test_only_the_new_versions_alarms_roll_it_back(made: dict[str, Any]) -> None
         if "ExecutedVersion" in dims:
             assert dims["Resource"] == {"Fn::Sub": "${PredictFunction}:live"}
         assert props["TreatMissingData"] == "notBreaching"
+        # and a name with that number: a new alarm each deployment, in no state left over
+        assert "-predict-v${" + new + ".Version}-" in props["AlarmName"]["Fn::Sub"], name
         assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}]
         watched.add(
             (
@@ -225,7 +227,7 @@ def test_only_the_new_versions_alarms_roll_it_back(made: dict[str, Any]) -> None
     }
 
 
-def test_the_hook_may_invoke_the_new_version_and_report_and_nothing_else(
+def test_the_hook_may_invoke_the_predict_versions_and_report_and_nothing_else(
     made: dict[str, Any],
 ) -> None:
     cfn = made["penguins"]
@@ -240,7 +242,7 @@ def test_the_hook_may_invoke_the_new_version_and_report_and_nothing_else(
     role = resources[hook["Role"]["Fn::GetAtt"][0]]["Properties"]
     statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
     assert {(s["Action"], str(s["Resource"])) for s in statements} == {
-        ("lambda:InvokeFunction", str({"Ref": new})),
+        ("lambda:InvokeFunction", str({"Fn::Sub": "${PredictFunction.Arn}:*"})),
         (
             "codedeploy:PutLifecycleEventHookExecutionStatus",
             str(
@@ -262,7 +264,15 @@ def test_snapstart_builds_delete_replaced_versions(made: dict[str, Any]) -> None
         expected = "Retain" if function == "DriftFunction" else "Delete"
         assert resources[logical_id]["DeletionPolicy"] == expected, function
     for function in ("PredictFunction", "BatchFunction"):
-        assert resources[function]["Properties"]["SnapStart"] == {"ApplyOn": {"Ref": "SnapStart"}}
+        assert resources[function]["Properties"]["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+        assert made["penguins"]["Resources"][function]["Properties"]["SnapStart"] == {
+            "ApplyOn": "None"
+        }
+    # switching SnapStart publishes new versions of the two (the same release otherwise)
+    plain, snapping = versions(made["penguins"]), versions(cfn)
+    assert plain["PredictFunction"] != snapping["PredictFunction"]
+    assert plain["BatchFunction"] != snapping["BatchFunction"]
+    assert plain["DriftFunction"] == snapping["DriftFunction"]
     # and a deploy must ask for what the build chose
     (rule,) = cfn["Rules"]["SnapStartMatchesTheBuild"]["Assertions"]
     assert rule["Assert"] == {"Fn::Equals": [{"Ref": "SnapStart"}, "PublishedVersions"]}
