@@ -21,7 +21,9 @@ that. The message names the ``events/`` file to start from and how to wrap the b
 ``make serve``, whose local API takes the body as a client sends it).
 
 An exception the handler raises is the function's own error and shows its traceback, as
-``sam local invoke`` would.
+``sam local invoke`` would. ``PreTrafficCheckFunction`` (the CodeDeploy hook) checks a deployed
+version: here its check runs against ``PredictFunction`` in this process on the model, and
+nothing is reported to CodeDeploy.
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from sklambda_tools.local import TemplateResolver, invoke_function, load_template
+from sklambda_tools.rollout import check_in_process
 
 ROOT = Path(__file__).resolve().parents[1]
 PROG = "scripts/invoke.py"
 FUNCTION_TYPES = ("AWS::Serverless::Function", "AWS::Lambda::Function")
+HOOK = "PreTrafficCheckFunction"
 KIND_WORDS = {
     "api": "an API Gateway proxy event",
     "s3": "an S3 notification event",
@@ -291,6 +295,18 @@ def main() -> int:
     except Refused as refused:
         print(f"{PROG}: {refused}", file=sys.stderr)
         return 2
+    if args.function == HOOK:
+        # The hook checks a deployed version and reports to CodeDeploy; locally, its check runs
+        # against the predict function in this process, and nothing is reported.
+        print(
+            f"{PROG}: {HOOK} checks a deployed version of PredictFunction and reports to "
+            "CodeDeploy; here its check runs against PredictFunction in this process on "
+            f"{args.model}, and nothing is reported",
+            file=sys.stderr,
+        )
+        verdict = check_in_process(model, model, parameters=parameters)
+        print(json.dumps(verdict.as_dict(), indent=2))
+        return 0
     # From here on an exception is the function's, and shows its traceback
     result = invoke_function(ROOT, args.function, event, model_dir=model, parameters=parameters)
     print(json.dumps(result, indent=2))

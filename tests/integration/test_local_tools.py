@@ -235,3 +235,24 @@ def test_batch_without_a_file_says_how_to_give_one() -> None:
 
 def test_batch_refuses_a_missing_model(tmp_path: Path) -> None:
     one_line(refused(run("batch.py", "samples/birds.csv", "--model", str(tmp_path)), "model.json"))
+
+
+def test_the_hook_invoked_locally_checks_the_predict_function_and_reports_nothing(
+    tmp_path: Path,
+) -> None:
+    from sklambda_tools.rollout import tampered_copy
+
+    # Given the hook's sample event: locally there is no deployed version and no CodeDeploy
+    done = run("invoke.py", "PreTrafficCheckFunction", "events/pretraffic-hook.json")
+    # Then the check runs against the predict function in this process, and says so
+    assert done.returncode == 0, done.stderr
+    assert "nothing is reported" in done.stderr and "Traceback" not in done.stderr
+    verdict = json.loads(done.stdout[done.stdout.rindex("\n{") :])
+    assert verdict["status"] == "Succeeded" and verdict["rows"] == 256
+    # and a model whose graph was changed (and re-hashed) disagrees with its own probe rows
+    bad = tampered_copy(REPO / "models" / "penguins", tmp_path / "tampered")
+    done = run(
+        "invoke.py", "PreTrafficCheckFunction", "events/pretraffic-hook.json", "--model", str(bad)
+    )
+    verdict = json.loads(done.stdout[done.stdout.rindex("\n{") :])
+    assert verdict["status"] == "Failed" and "of probes.json disagrees" in verdict["reason"]
