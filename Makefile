@@ -172,7 +172,7 @@ SNAPSTART ?= None
 build: $(MODEL_DIR)/model.json lint-template setup  ## sam build of MODEL_NAME for ARCH (arm64, the default, or x86_64) into .aws-sam/build, stamped with its release (SNAPSTART=PublishedVersions for SnapStart); no Docker
 	MODEL_NAME=$(abspath $(MODEL_DIR)) SKLAMBDA_ARCH=$(ARCH) $(SAM) build --build-dir .aws-sam/build --region $(AWS_REGION) \
 	  --parameter-overrides Architecture=$(ARCH) ServingRuntime=$(RUNTIME_CHOSEN) SnapStart=$(SNAPSTART)
-	$(PY) scripts/stamp_build.py .aws-sam/build --model $(MODEL_DIR) --runtime $(RUNTIME_CHOSEN) --snapstart $(SNAPSTART)
+	$(PY) scripts/stamp_build.py .aws-sam/build --model $(MODEL_DIR) --runtime $(RUNTIME_CHOSEN) --snapstart $(SNAPSTART) --arch $(ARCH)
 
 size: setup  ## unpacked size of each function with its layers in .aws-sam/build (the runtime it was built for); fails above 250 MB
 	$(PY) scripts/size.py --build-dir .aws-sam/build $(if $(SERVING_RUNTIME),--parameter ServingRuntime=$(SERVING_RUNTIME))
@@ -181,7 +181,7 @@ HOST_BUILD_DIR ?= .aws-sam/build-host
 build-host: $(MODEL_DIR)/model.json lint-template setup  ## build MODEL_NAME for this machine (its architecture and Python) into $(HOST_BUILD_DIR)
 	MODEL_NAME=$(abspath $(MODEL_DIR)) SKLAMBDA_ARCH=$(HOST_ARCH) SKLAMBDA_PYTHON=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])') \
 	  $(SAM) build --build-dir $(HOST_BUILD_DIR) --region $(AWS_REGION) --parameter-overrides Architecture=$(HOST_ARCH) ServingRuntime=$(RUNTIME_CHOSEN) SnapStart=$(SNAPSTART)
-	$(PY) scripts/stamp_build.py $(HOST_BUILD_DIR) --model $(MODEL_DIR) --runtime $(RUNTIME_CHOSEN) --snapstart $(SNAPSTART)
+	$(PY) scripts/stamp_build.py $(HOST_BUILD_DIR) --model $(MODEL_DIR) --runtime $(RUNTIME_CHOSEN) --snapstart $(SNAPSTART) --arch $(HOST_ARCH)
 
 test-built: build-host  ## what `sam local invoke` would run: the built functions, isolated, with every event
 	SKLAMBDA_BUILD_DIR=$(HOST_BUILD_DIR) SKLAMBDA_SAM=$(SAM) $(BIN)/pytest -q tests/built

@@ -160,7 +160,10 @@ def main() -> int:
 
     emitted = io.StringIO()
     step(2, "start the local API (what API Gateway sends, the predict handler in-process)")
-    app = LocalApi(ROOT, model_dir=work.resolve(), parameters={"AuthMode": "NONE"})
+    # (no capture: there is no Firehose on a laptop, and a sampled request would count a failure)
+    app = LocalApi(
+        ROOT, model_dir=work.resolve(), parameters={"AuthMode": "NONE", "CaptureRate": "0"}
+    )
     with Server(app, port=0) as server:
         print(f"    {server.url}: " + ", ".join(f"{method} {path}" for path, method in app.routes))
         with redirect_stdout(emitted):

@@ -18,7 +18,9 @@ the next build's):
   names it in each version.)
 - each version's description, ``sklambda model=<name> version=<version> release=<id>``, which
   ``make versions`` and ``make rollback`` read;
-- ``ServingRuntime``'s default: the runtime layer the model needs;
+- ``ServingRuntime``'s and ``Architecture``'s defaults, and the rules that a deploy asks for the
+  same (a value saved in samconfig.toml by an earlier guided deploy would otherwise deploy
+  layers built for another runtime or architecture);
 - SnapStart, a build choice: the functions' setting itself (a literal, so that switching it
   publishes versions), its parameter's default, the rule that a deploy asks for the same, and
   whether a replaced version is deleted (SnapStart: each version is billed for its cache) or kept
@@ -41,7 +43,12 @@ PLACEHOLDER = "unstamped"
 RELEASE_VARIABLE = "SKLAMBDA_RELEASE"
 VERSIONED = ("PredictFunction", "BatchFunction", "DriftFunction")
 SNAPSTART_FUNCTIONS = ("PredictFunction", "BatchFunction")
-SNAPSTART_RULE = "SnapStartMatchesTheBuild"
+BUILD_RULES = {
+    "ServingRuntime": "ServingRuntimeMatchesTheBuild",
+    "Architecture": "ArchitectureMatchesTheBuild",
+    "SnapStart": "SnapStartMatchesTheBuild",
+}
+"""The template's rule for each build choice: a deploy must ask for what the build made."""
 SNAPSTART_CHOICES = ("None", "PublishedVersions")
 ID_LENGTH = 16
 DESCRIPTION_LIMIT = 256  # Lambda's limit on a version's description
@@ -108,24 +115,36 @@ def release(root: Path, model_dir: Path, runtime: str) -> Release:
 
 
 def stamp(
-    template: dict[str, Any], stamped: Release, runtime: str, snapstart: str = "None"
+    template: dict[str, Any],
+    stamped: Release,
+    runtime: str,
+    snapstart: str = "None",
+    architecture: str | None = None,
 ) -> dict[str, Any]:
-    """A copy of ``template`` (long-form intrinsics) stamped with a release, its runtime and
-    the SnapStart choice. Raises ``ValueError`` when the template lacks a place to stamp."""
+    """A copy of ``template`` (long-form intrinsics) stamped with a release and the build's
+    choices: its runtime, its architecture (``None``: the template's default) and SnapStart.
+    Each becomes its parameter's default and what its rule asks a deploy for. Raises
+    ``ValueError`` when the template lacks a place to stamp or a value is not allowed."""
     out = copy.deepcopy(template)
     parameters = out.get("Parameters", {})
-    for name, value in (("ServingRuntime", runtime), ("SnapStart", snapstart)):
+    arch = architecture or str(parameters.get("Architecture", {}).get("Default", ""))
+    for name, value in (
+        ("ServingRuntime", runtime),
+        ("SnapStart", snapstart),
+        ("Architecture", arch),
+    ):
         allowed = parameters.get(name, {}).get("AllowedValues")
         if allowed is None:
             raise ValueError(f"the template has no {name} parameter with AllowedValues")
         if value not in allowed:
             raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
         parameters[name]["Default"] = value
-    try:
-        (assertion,) = out["Rules"][SNAPSTART_RULE]["Assertions"]
-    except (KeyError, TypeError, ValueError):
-        raise ValueError(f"the template has no rule {SNAPSTART_RULE} with one assertion") from None
-    assertion["Assert"] = {"Fn::Equals": [{"Ref": "SnapStart"}, snapstart]}
+        rule = BUILD_RULES[name]
+        try:
+            (assertion,) = out["Rules"][rule]["Assertions"]
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"the template has no rule {rule} with one assertion") from None
+        assertion["Assert"] = {"Fn::Equals": [{"Ref": name}, value]}
     variables = (
         out.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
     )

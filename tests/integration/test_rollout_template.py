@@ -20,10 +20,12 @@ from support import PENGUINS_DIR, REPO, float32_copy, transformed
 FUNCTIONS = ("PredictFunction", "BatchFunction", "DriftFunction")
 
 
-def built(tmp: Path, model: Path, runtime: str = "onnx", snapstart: str = "None") -> Path:
+def built(
+    tmp: Path, model: Path, runtime: str = "onnx", snapstart: str = "None", arch: str | None = None
+) -> Path:
     """template.yaml stamped as `make build` stamps the built one (scripts/stamp_build.py)."""
     made = release.release(REPO, model, runtime)
-    stamped = release.stamp(load_template(REPO / "template.yaml"), made, runtime, snapstart)
+    stamped = release.stamp(load_template(REPO / "template.yaml"), made, runtime, snapstart, arch)
     tmp.mkdir(parents=True, exist_ok=True)
     path = tmp / "template.yaml"
     path.write_text(release.stamped_text(stamped))
@@ -290,3 +292,27 @@ def test_stamping_refuses_a_template_without_its_places(tmp_path: Path) -> None:
         release.stamp(load_template(REPO / "template.yaml"), made_for, "onnx", "Always")
     with pytest.raises(ValueError, match="ServingRuntime must be one of"):
         release.release(REPO, PENGUINS_DIR, "tensorflow")
+    with pytest.raises(ValueError, match="Architecture must be one of"):
+        release.stamp(load_template(REPO / "template.yaml"), made_for, "onnx", "None", "riscv")
+
+
+def test_a_deploy_must_ask_for_what_the_build_made(tmp_path: Path) -> None:
+    # Given a build for the sklearn runtime on x86_64 with SnapStart
+    path = built(tmp_path, PENGUINS_DIR, "sklearn", "PublishedVersions", "x86_64")
+    template = load_template(path)
+    chosen = {
+        "ServingRuntime": "sklearn",
+        "Architecture": "x86_64",
+        "SnapStart": "PublishedVersions",
+    }
+    rules = template["Rules"]
+    for name, value in chosen.items():
+        # Then its defaults are the build's
+        assert template["Parameters"][name]["Default"] == value
+        # and the rule that CloudFormation checks before any change holds a deploy to them
+        (assertion,) = rules[release.BUILD_RULES[name]]["Assertions"]
+        assert assertion["Assert"] == {"Fn::Equals": [{"Ref": name}, value]}
+        assert "build" in assertion["AssertDescription"]
+    # and the rules are CloudFormation's, passed on by SAM's transform as they are
+    cfn = transformed({"built": (path, {})})["built"]
+    assert cfn["Rules"] == rules
