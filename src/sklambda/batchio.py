@@ -140,6 +140,13 @@ def _long_row(number: int, limit: int) -> FileError:
     return FileError(f"row {number} is longer than {limit} bytes (the line limit)")
 
 
+def long_row(number: int, limit: int) -> FileError:
+    """The failure of a CSV file whose row ``number`` (a record, quoted newlines included, its
+    line ending aside) is over ``limit`` bytes: one reason, whoever finds it (the reader here,
+    the split planner)."""
+    return _long_row(number, limit)
+
+
 @dataclass
 class Chunk:
     """Rows of one chunk. ``numbers`` are the 1-based row numbers of the good rows.

@@ -41,6 +41,7 @@ RUNTIME_FILES = {
     "scoring.py",
     "settings.py",
     "snapstart.py",
+    "split.py",
     "typed.py",
 }
 
