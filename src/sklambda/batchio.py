@@ -129,6 +129,12 @@ def _too_long(text: str, limit: int) -> bool:
     return len(text) * 4 > limit and _utf8_len(text) > limit
 
 
+def _unended(carry: str) -> str:
+    """A row read so far without the CR that may end it: a block can end between the CR and
+    the LF of a CRLF, and a record's limit never counts its line ending."""
+    return carry[:-1] if carry.endswith("\r") else carry
+
+
 def _ending(line: str) -> int:
     """How many characters of ``line`` are its line ending."""
     if line.endswith("\r\n"):
@@ -284,12 +290,12 @@ def _chunks(text: IO[str], width: int, chunk_rows: int, limit: int) -> Iterator[
             cut = block.rfind("\n") + 1 or block.rfind("\r") + 1
             if cut == 0:
                 carry += block  # bounded: past the limit the file fails
-                if _too_long(carry, limit):
+                if _too_long(_unended(carry), limit):
                     raise _long_row(build.number + 1, limit)
                 continue
             lines, carry = carry + block[:cut], block[cut:]
             yield from _plain_block(build, lines, width, limit)
-            if _too_long(carry, limit):
+            if _too_long(_unended(carry), limit):
                 raise _long_row(build.number + 1, limit)
         if carry:
             yield from _plain_block(

@@ -89,6 +89,19 @@ def test_a_record_over_the_limit_fails_naming_it_and_the_others_read_as_before(
     assert rows_of(got) == [(n, r) for n, r in enumerate((r for r in reference if r), start=1)]
 
 
+@pytest.mark.parametrize("block", range(1, 20))
+def test_a_crlf_record_of_exactly_the_limit_reads_wherever_a_block_ends(block: int) -> None:
+    # Given a record of exactly the limit, ended by CRLF, and blocks that end anywhere,
+    # between its CR and its LF too (block 13)
+    text = "x,y,z\r\naaaaa\r\nb,c\r\n"
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(batchio, "BLOCK_CHARS", block)
+        _, chunks = read_csv(CountedText(text), 3, max_line_bytes=5)
+        got = list(chunks)
+    # Then it is a row like any other: the limit never counts the line ending
+    assert rows_of(got) == [(1, ["aaaaa"]), (2, ["b", "c"])]
+
+
 def test_an_endless_line_is_read_no_further_than_the_limit() -> None:
     text = CountedText("a,b\n1,2\n" + "9" * 20_000_000)
     _, chunks = read_csv(text, 10, max_line_bytes=100_000)
