@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,20 @@ class Release:
             room = DESCRIPTION_LIMIT - len(f"sklambda model= version={version} release={self.id}")
             text = f"sklambda model={name[: max(room, 1)]} version={version} release={self.id}"
         return text[:DESCRIPTION_LIMIT]
+
+
+DESCRIPTION = re.compile(
+    r"sklambda model=(?P<model>\S+) version=(?P<version>\S+) release=(?P<release>[0-9a-f]{16})"
+)
+
+
+def parse_description(text: str) -> Release | None:
+    """The release a version description names (``Release.description``), or ``None`` when
+    the description is in another form."""
+    found = DESCRIPTION.fullmatch(text.strip())
+    if found is None:
+        return None
+    return Release(found["release"], found["model"], found["version"])
 
 
 def _token(text: str) -> str:
@@ -189,6 +204,9 @@ def read(build_dir: Path) -> Release | None:
     value = variables.get("Variables", {}).get(RELEASE_VARIABLE)
     if not isinstance(value, str) or value == PLACEHOLDER:
         return None
-    description = template["Resources"][VERSIONED[0]]["Properties"]["VersionDescription"]
-    fields = dict(part.split("=", 1) for part in str(description).split()[1:] if "=" in part)
-    return Release(value, fields.get("model", ""), fields.get("version", ""))
+    described = parse_description(
+        str(template["Resources"][VERSIONED[0]]["Properties"]["VersionDescription"])
+    )
+    if described is None:
+        return Release(value, "", "")
+    return Release(value, described.model_name, described.model_version)

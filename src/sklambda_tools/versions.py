@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sklambda_tools.release import Release, parse_description
+
 FUNCTIONS = ("PredictFunction", "BatchFunction", "DriftFunction")
 PREDICT = "PredictFunction"
 ALIAS = "live"
@@ -32,9 +34,6 @@ SAMCONFIG = Path("samconfig.toml")
 MAX_VERSION_DIGITS = 18
 """Lambda numbers versions 1, 2, ...: a VERSION of more digits names none."""
 
-DESCRIPTION = re.compile(
-    r"sklambda model=(?P<model>\S+) version=(?P<version>\S+) release=(?P<release>[0-9a-f]{16})"
-)
 TIMESTAMP = re.compile(
     r"(?P<date>\d{4}-\d\d-\d\d)T(?P<time>\d\d:\d\d:\d\d)(?:\.\d+)?(?P<zone>Z|[+-]\d\d:?\d\d)?"
 )
@@ -68,33 +67,22 @@ class Refused(Exception):
 
 
 @dataclass(frozen=True)
-class Build:
-    """What a version serves, from the description the build wrote."""
-
-    model: str
-    model_version: str
-    release: str
-
-
-@dataclass(frozen=True)
 class Version:
     number: int
     description: str
     modified: str  # the version's LastModified: when it was published
 
     @property
-    def build(self) -> Build | None:
-        found = DESCRIPTION.fullmatch(self.description.strip())
-        if found is None:
-            return None
-        return Build(found["model"], found["version"], found["release"])
+    def build(self) -> Release | None:
+        """What the version serves, from the description the build wrote."""
+        return parse_description(self.description)
 
     def serves(self) -> str:
         """The model and release, or the description as it is when it is in another form."""
         build = self.build
         if build is None:
             return f'description "{self.description}"' if self.description else "no description"
-        return f"{build.model} {build.model_version}, release {build.release}"
+        return f"{build.model_name} {build.model_version}, release {build.id}"
 
 
 @dataclass(frozen=True)
@@ -137,7 +125,7 @@ class Function:
         return self.version(int(live.version)) if live and live.version.isdigit() else None
 
     def of_release(self, release: str) -> list[Version]:
-        return [v for v in self.versions if v.build is not None and v.build.release == release]
+        return [v for v in self.versions if v.build is not None and v.build.id == release]
 
     def numbers(self) -> str:
         return ", ".join(str(v.number) for v in self.versions) or "none"
@@ -287,7 +275,7 @@ def render(where: Target, region: str, functions: Iterable[Function]) -> str:
             mark = "" if share is None else ALIAS if share >= 1.0 else f"{ALIAS} {_percent(share)}"
             build = v.build
             what = (
-                (build.model, build.model_version, build.release)
+                (build.model_name, build.model_version, build.id)
                 if build is not None
                 else (v.serves(),)
             )
@@ -373,7 +361,7 @@ def plan(functions: dict[str, Function], number: int) -> Plan | None:
         return None
     moves = [Move(predict, to)]
     notes: list[str] = []
-    release = to.build.release if to.build is not None else None
+    release = to.build.id if to.build is not None else None
     for function in (f for f in functions.values() if f.logical_id != PREDICT):
         if function.live is None:
             notes.append(f"  {function.logical_id}: left alone: it has no alias '{ALIAS}'")

@@ -37,7 +37,7 @@ def test_the_description_the_build_writes_is_the_one_read() -> None:
 
     written = Release(A, "penguins", "1.2.0").description
     assert written == built("1.2.0", A)
-    assert versions.Version(1, written, "").build == versions.Build("penguins", "1.2.0", A)
+    assert versions.Version(1, written, "").build == Release(A, "penguins", "1.2.0")
 
 
 @pytest.fixture
