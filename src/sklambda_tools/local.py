@@ -344,6 +344,51 @@ def model_parameters(model_dir: Path, parameters: dict[str, str] | None = None) 
     return chosen
 
 
+@dataclass(frozen=True)
+class FunctionSetup:
+    """What Lambda gives one function of the template: its handler's source file and name,
+    its environment (Globals merged, the model directory as ``/opt/model``) and its timeout."""
+
+    source: Path
+    handler: str
+    environment: dict[str, str]
+    timeout: float
+
+    def apply(self) -> None:
+        """Set the function's environment in this process, as Lambda would (an empty value
+        unsets the variable)."""
+        for name, value in self.environment.items():
+            if value:
+                os.environ[name] = value
+            else:
+                os.environ.pop(name, None)
+
+
+def function_setup(
+    root: Path,
+    function: str,
+    *,
+    model_dir: Path,
+    parameters: dict[str, str] | None = None,
+    resources: dict[str, str] | None = None,
+) -> FunctionSetup:
+    """The function's setup from ``root/template.yaml``: parameters at their defaults or
+    overrides (the runtime the model's manifest names unless they say otherwise), ``resources``
+    standing in for the stack's."""
+    template = load_template(root / "template.yaml")
+    resolver = TemplateResolver(template, model_parameters(model_dir, parameters), resources)
+    code_uri, handler = resolver.function_handler(function)
+    env = resolver.function_environment(function)
+    env["SKLAMBDA_MODEL_DIR"] = str(model_dir)
+    module_name, function_name = handler.rsplit(".", 1)
+    return FunctionSetup(
+        root / code_uri / f"{module_name}.py",
+        function_name,
+        env,
+        resolver.function_timeout(function),
+    )
+
+
 def invoke_function(
     root: Path,
     function: str,
@@ -354,22 +399,12 @@ def invoke_function(
     resources: dict[str, str] | None = None,
 ) -> Any:
     """What ``sam local invoke`` does, in this process: the function's environment from the
-    template (Globals merged, the runtime the model's manifest names, parameters at their
-    defaults or overrides, ``resources`` standing in for the stack's), the model directory as
-    ``/opt/model``, a context whose remaining time runs down from the function's timeout, and
-    the handler called once."""
-    template = load_template(root / "template.yaml")
-    resolver = TemplateResolver(template, model_parameters(model_dir, parameters), resources)
-    code_uri, handler = resolver.function_handler(function)
-    env = resolver.function_environment(function)
-    env["SKLAMBDA_MODEL_DIR"] = str(model_dir)
-    for name, value in env.items():
-        if value:
-            os.environ[name] = value
-        else:
-            os.environ.pop(name, None)
-    timeout = resolver.function_timeout(function)
-    module_name, function_name = handler.rsplit(".", 1)
-    module = load_handler(root / code_uri / f"{module_name}.py")
-    context = LambdaContext(function_name=function, timeout_seconds=timeout)
-    return getattr(module, function_name)(event, context)
+    template (``function_setup``), a context whose remaining time runs down from the
+    function's timeout, and the handler called once."""
+    setup = function_setup(
+        root, function, model_dir=model_dir, parameters=parameters, resources=resources
+    )
+    setup.apply()
+    module = load_handler(setup.source)
+    context = LambdaContext(function_name=function, timeout_seconds=setup.timeout)
+    return getattr(module, setup.handler)(event, context)

@@ -29,10 +29,8 @@ from typing import Any
 from sklambda.pretraffic import InvokeFailed, InvokeTimeout, Verdict, check
 from sklambda_tools.local import (
     LambdaContext,
-    TemplateResolver,
+    function_setup,
     load_handler,
-    load_template,
-    model_parameters,
     new_execution_environment,
 )
 
@@ -59,44 +57,39 @@ class InProcessVersion:
     ) -> None:
         self.root, self.function = Path(root), function
         self.model_dir = Path(model_dir)
-        template = load_template(self.root / "template.yaml")
-        chosen = model_parameters(self.model_dir, {**LOCAL_PARAMETERS, **(parameters or {})})
-        resolver = TemplateResolver(template, chosen)
-        code_uri, handler = resolver.function_handler(function)
-        module, self.handler_name = handler.rsplit(".", 1)
-        self.source = self.root / code_uri / f"{module}.py"
-        self.environment = resolver.function_environment(function)
-        self.environment["SKLAMBDA_MODEL_DIR"] = str(self.model_dir)
-        self.timeout = resolver.function_timeout(function)
+        self.setup = function_setup(
+            self.root,
+            function,
+            model_dir=self.model_dir,
+            parameters={**LOCAL_PARAMETERS, **(parameters or {})},
+        )
         self.module: ModuleType | None = None
         self.init_error: str | None = None
 
     @property
     def max_instances(self) -> int:
         """The function's limit of instances per request, as its environment sets it."""
-        return int(self.environment.get("SKLAMBDA_MAX_INSTANCES") or 1000)
+        return int(self.setup.environment.get("SKLAMBDA_MAX_INSTANCES") or 1000)
 
     def _init(self) -> Callable[[dict[str, Any], Any], Any]:
         if self.module is None and self.init_error is None:
-            for name, value in self.environment.items():
-                if value:
-                    os.environ[name] = value
-                else:
-                    os.environ.pop(name, None)
+            self.setup.apply()
+            source = self.setup.source
             try:
-                self.module = load_handler(self.source, name=f"rollout_{self.source.parent.name}")
+                self.module = load_handler(source, name=f"rollout_{source.parent.name}")
             except Exception as exc:  # Lambda: an init error, answered as a FunctionError
                 self.init_error = f"the function failed its init: {type(exc).__name__}: {exc}"
         if self.init_error is not None:
             raise InvokeFailed(self.init_error)
         assert self.module is not None
-        handler: Callable[[dict[str, Any], Any], Any] = getattr(self.module, self.handler_name)
+        handler: Callable[[dict[str, Any], Any], Any] = getattr(self.module, self.setup.handler)
         return handler
 
     def __call__(self, event: dict[str, Any], timeout: float) -> Any:
         asked = time.monotonic()
         handler = self._init()
-        context = LambdaContext(function_name=self.function, timeout_seconds=self.timeout)
+        timeout_seconds = self.setup.timeout
+        context = LambdaContext(function_name=self.function, timeout_seconds=timeout_seconds)
         started = time.monotonic()
         try:
             # the event and the answer cross Lambda's boundary as JSON
@@ -105,9 +98,9 @@ class InProcessVersion:
         except Exception as exc:
             raise InvokeFailed(f"the function failed (Unhandled): {type(exc).__name__}") from None
         done = time.monotonic()
-        if done - started > self.timeout:  # Lambda would have stopped it
+        if done - started > timeout_seconds:  # Lambda would have stopped it
             raise InvokeFailed(
-                f"the function failed (Unhandled): timed out after {self.timeout:g} seconds"
+                f"the function failed (Unhandled): timed out after {timeout_seconds:g} seconds"
             )
         if done - asked > timeout:  # the caller would have stopped waiting
             raise InvokeTimeout()
