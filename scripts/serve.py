@@ -12,30 +12,13 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
 
 from sklambda.errors import ModelLoadError, RuntimeUnavailableError
-from sklambda.manifest import Manifest, read_manifest
+from sklambda.manifest import read_manifest
 from sklambda.model import load
 from sklambda_tools.localapi import LocalApi, Server
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def example_instance(manifest: Manifest) -> dict[str, Any]:
-    """One instance the model accepts: a known category, the middle of a number's range."""
-    instance: dict[str, Any] = {}
-    for f in manifest.features:
-        if f.categories:
-            instance[f.name] = f.categories[0]
-        elif f.kind == "boolean":
-            instance[f.name] = True
-        elif f.min is not None and f.max is not None:
-            middle = (f.min + f.max) / 2
-            instance[f.name] = round(middle) if f.kind == "integer" else float(f"{middle:.4g}")
-        else:
-            instance[f.name] = None if f.nullable else 0
-    return instance
 
 
 def main() -> int:
@@ -73,7 +56,7 @@ def main() -> int:
         if args.auth == "API_KEY":
             print(f"  x-api-key: {app.api_key}")
         body = json.dumps(
-            {"instances": [example_instance(read_manifest(args.model))]}, ensure_ascii=False
+            {"instances": [read_manifest(args.model).example_instance()]}, ensure_ascii=False
         )
         key = f" -H 'x-api-key: {app.api_key}'" if args.auth == "API_KEY" else ""
         print(

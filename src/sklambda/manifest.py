@@ -245,6 +245,23 @@ class Manifest:
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
 
+    def example_instance(self) -> dict[str, Any]:
+        """One instance the model accepts: a known category, the middle of a number's range
+        (``make serve``'s example request; SnapStart's warm-up row when there is no probe
+        file)."""
+        instance: dict[str, Any] = {}
+        for f in self.features:
+            if f.categories:
+                instance[f.name] = f.categories[0]
+            elif f.kind == "boolean":
+                instance[f.name] = True
+            elif f.min is not None and f.max is not None:
+                middle = (f.min + f.max) / 2
+                instance[f.name] = round(middle) if f.kind == "integer" else float(f"{middle:.4g}")
+            else:
+                instance[f.name] = None if f.nullable else 0
+        return instance
+
     def public(self) -> dict[str, Any]:
         """The part of the manifest that may be shown to API clients."""
         return {

@@ -153,26 +153,7 @@ def warm_row(model: Model) -> dict[str, Any]:
     manifest = model.manifest
     if PROBES_FILE in manifest.artifacts:
         return dict(read_probes(model.path, manifest).rows[0].instance)
-    row: dict[str, Any] = {}
-    for feature in manifest.features:
-        low, high = feature.min, feature.max
-        middle = (
-            (low + high) / 2
-            if low is not None and high is not None
-            else next((v for v in (low, high) if v is not None), 0.0)
-        )
-        if feature.kind == "categorical":
-            value: Any = feature.categories[0] if feature.categories else None
-        elif feature.kind == "boolean":
-            value = False
-        elif feature.kind == "integer":
-            value = round(middle)
-        else:
-            value = float(middle)
-        if value is None and not feature.nullable:
-            value = ""  # a category the model never saw: scored, noted (or refused, and raised)
-        row[feature.name] = value
-    return row
+    return manifest.example_instance()
 
 
 def forget_clients() -> None:
