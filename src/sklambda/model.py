@@ -262,23 +262,39 @@ def verify_artifacts(model_dir: Path, manifest: Manifest, required: str) -> dict
     were hashed, so what is deserialised is what was checked.
     """
     blobs: dict[str, bytes] = {}
-    for name, expected in manifest.artifacts.items():
+    for name in manifest.artifacts:
         try:
-            data = _read_regular(model_dir / name, expected.bytes)
+            blobs[name] = _verified(model_dir, manifest, name)
         except FileNotFoundError:
             if name == required:
                 raise IntegrityError(f"{name} is listed in model.json but missing") from None
-            continue
-        actual = sha256_bytes(data)
-        if actual != expected.sha256:
-            raise IntegrityError(
-                f"{name} does not match model.json: SHA-256 {actual[:12]}… "
-                f"where {expected.sha256[:12]}… is expected; refusing to load it"
-            )
-        blobs[name] = data
     if required not in blobs:
         raise IntegrityError(f"{required} is not listed in model.json")
     return blobs
+
+
+def verify_artifact(model_dir: Path, manifest: Manifest, name: str) -> bytes:
+    """Read one artifact file and check it as ``verify_artifacts`` does (only that file)."""
+    if name not in manifest.artifacts:
+        raise IntegrityError(f"{name} is not listed in model.json")
+    try:
+        return _verified(model_dir, manifest, name)
+    except FileNotFoundError:
+        raise IntegrityError(f"{name} is listed in model.json but missing") from None
+
+
+def _verified(model_dir: Path, manifest: Manifest, name: str) -> bytes:
+    """The bytes of artifact ``name``, its size and SHA-256 checked (``FileNotFoundError``
+    when it is absent)."""
+    expected = manifest.artifacts[name]
+    data = _read_regular(model_dir / name, expected.bytes)
+    actual = sha256_bytes(data)
+    if actual != expected.sha256:
+        raise IntegrityError(
+            f"{name} does not match model.json: SHA-256 {actual[:12]}… "
+            f"where {expected.sha256[:12]}… is expected; refusing to load it"
+        )
+    return data
 
 
 def _read_regular(path: Path, size: int) -> bytes:

@@ -96,16 +96,16 @@ def read(model_dir: str | Path, manifest: Manifest) -> ProbeSet:
     ModelLoadError
         The file is not a probe file.
     """
-    from sklambda.model import verify_artifacts
+    from sklambda.model import verify_artifact
 
     if PROBES_FILE not in manifest.artifacts:
         raise IntegrityError(
             f"model {manifest.name!r} {manifest.version} has no {PROBES_FILE} (packaged before "
             "probe files were recorded): package it again"
         )
-    blobs = verify_artifacts(Path(model_dir), manifest, PROBES_FILE)
+    data = verify_artifact(Path(model_dir), manifest, PROBES_FILE)  # that file alone
     try:
-        return parse(json.loads(blobs[PROBES_FILE]))
+        return parse(json.loads(data))
     except ValueError as exc:  # not JSON, or a ContractError naming the field
         raise ModelLoadError(f"{PROBES_FILE} is not a probe file: {exc}") from None
     except RecursionError:
