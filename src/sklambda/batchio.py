@@ -12,11 +12,12 @@ under the key.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import gzip
 import io
+import itertools
 import json
-import math
 import operator
 import sys
 from collections import Counter
@@ -184,8 +185,10 @@ def read_csv(
     *,
     max_line_bytes: int = MAX_LINE_BYTES,
     max_columns: int = MAX_COLUMNS,
+    first_row: int = 1,
 ) -> tuple[list[str], Iterator[Chunk]]:
-    """The header and an iterator of chunks of at most ``chunk_rows`` rows.
+    """The header and an iterator of chunks of at most ``chunk_rows`` rows, the first of them
+    numbered ``first_row`` (a share of a split file: its number in the whole file).
 
     Rows whose width differs from the header's are ``broken``; quoted fields may hold commas
     and newlines; CRLF and LF both end a row; blank lines are no rows. Blocks of plain text
@@ -216,40 +219,60 @@ def read_csv(
         raise FileError(f"the header repeats the columns {duplicates}")
     if csv.field_size_limit() < max_line_bytes:  # a quoted field may be as long as a line
         csv.field_size_limit(max_line_bytes)
-    return header, _chunks(text, len(header), chunk_rows, max_line_bytes)
+    return header, _chunks(text, len(header), chunk_rows, max_line_bytes, first_row)
+
+
+def chunk_rows_of(width: int, chunk_rows: int) -> int:
+    """The rows of a CSV chunk of ``width`` columns: ``chunk_rows``, fewer for wide files."""
+    return max(1, min(chunk_rows, MAX_CELLS // width))
 
 
 class _ChunkBuilder:
-    def __init__(self, width: int, chunk_rows: int) -> None:
+    """Rows into chunks. Where a chunk ends is a function of the rows alone (never of where a
+    block of text ended): after every row whose number is a multiple of ``chunk_rows``, and
+    after the row that brings the chunk's text to ``CHUNK_CHARS`` (a row's text: its cells and
+    a separator after each). So a reader that starts after such a multiple (a share of a split
+    file) cuts the rest of the file into the very chunks a reader of the whole file does, and
+    the scoring core sees the same batches."""
+
+    def __init__(self, width: int, chunk_rows: int, first_row: int = 1) -> None:
         self.width = width
-        self.chunk_rows = max(1, min(chunk_rows, MAX_CELLS // width))
+        self.chunk_rows = chunk_rows_of(width, chunk_rows)
         self.chunk = self._new()
         self.chars = 0  # text in the current chunk
-        self.number = 0  # rows seen so far
+        self.number = first_row - 1  # the number of the last row seen
 
     def _new(self) -> Chunk:
         self.chars = 0
         return Chunk(columns=[[] for _ in range(self.width)])
 
     def _full(self) -> bool:
-        return self.chunk.size >= self.chunk_rows or self.chars >= CHUNK_CHARS
+        return self.number % self.chunk_rows == 0 or self.chars >= CHUNK_CHARS
 
-    def add_columns(self, columns: list[list[str]], n: int, chars: int) -> Iterator[Chunk]:
-        """Add ``n`` good rows given as columns (``chars`` of text); yield the chunks that
-        fill up."""
-        done = 0
-        per_row = chars / n if n else 0.0
+    def add_columns(self, columns: list[list[str]], rows: list[str], chars: int) -> Iterator[Chunk]:
+        """Add good rows given as columns, and as their lines (``rows``, ``chars`` of text
+        with a newline each); yield the chunks that fill up."""
+        n = len(rows)
+        done = done_chars = 0
+        ends: list[int] | None = None  # ends[i]: the text of rows[: i + 1]
         while done < n:
-            room = self.chunk_rows - self.chunk.size
-            if per_row:  # and no more text than the chunk has room for
-                room = min(room, max(1, math.ceil((CHUNK_CHARS - self.chars) / per_row)))
-            take = min(room, n - done)
+            take = min(self.chunk_rows - self.number % self.chunk_rows, n - done)
+            if take < n - done or self.chars + chars - done_chars >= CHUNK_CHARS:
+                if ends is None:
+                    ends = list(itertools.accumulate(len(row) + 1 for row in rows))
+                # the first row at which the chunk's text reaches CHUNK_CHARS ends it
+                full = bisect.bisect_left(ends, CHUNK_CHARS - self.chars + done_chars, lo=done)
+                take = min(take, full - done + 1)
+                taken = ends[done + take - 1] - done_chars
+            else:
+                taken = chars - done_chars
             for target, column in zip(self.chunk.columns, columns, strict=True):
                 target.extend(column[done : done + take])
             self.chunk.numbers.extend(range(self.number + 1, self.number + take + 1))
             self.number += take
             done += take
-            self.chars += int(per_row * take)
+            done_chars += taken
+            self.chars += taken
             if self._full():
                 yield self.chunk
                 self.chunk = self._new()
@@ -271,8 +294,10 @@ class _ChunkBuilder:
             self.chunk = self._new()
 
 
-def _chunks(text: IO[str], width: int, chunk_rows: int, limit: int) -> Iterator[Chunk]:
-    build = _ChunkBuilder(width, chunk_rows)
+def _chunks(
+    text: IO[str], width: int, chunk_rows: int, limit: int, first_row: int
+) -> Iterator[Chunk]:
+    build = _ChunkBuilder(width, chunk_rows, first_row)
     carry = ""  # the start of a row whose end is in a later block
     try:
         while True:
@@ -352,7 +377,7 @@ def _plain_block(build: _ChunkBuilder, lines: str, width: int, limit: int) -> It
                 raise _long_row(build.number + 1 + sum(1 for r in rows[:i] if r), limit)
     if not lone_cr and set(map(_COMMAS, rows)) == {width - 1} and (width > 1 or "" not in rows):
         cells = body.replace("\n", ",").split(",")
-        yield from build.add_columns([cells[j::width] for j in range(width)], len(rows), len(lines))
+        yield from build.add_columns([cells[j::width] for j in range(width)], rows, len(lines))
         return
     for cells_of_row in csv.reader(io.StringIO(lines, newline="")):
         if lone_cr and sum(map(len, cells_of_row)) + len(cells_of_row) - 1 > limit:  # CR ends
@@ -361,12 +386,18 @@ def _plain_block(build: _ChunkBuilder, lines: str, width: int, limit: int) -> It
 
 
 def read_jsonl(
-    stream: IO[bytes] | IO[str], chunk_rows: int, *, max_line_bytes: int = MAX_LINE_BYTES
+    stream: IO[bytes] | IO[str],
+    chunk_rows: int,
+    *,
+    max_line_bytes: int = MAX_LINE_BYTES,
+    first_row: int = 1,
 ) -> Iterator[Chunk]:
     """Chunks of parsed lines; a line that is not JSON (or not UTF-8, over ``max_line_bytes``,
     nested more than ``MAX_DEPTH`` deep, a number of too many digits) is ``broken`` with a
-    fixed reason; blank lines are skipped. Row numbers are line numbers. ``stream`` is bytes
-    (each line decoded on its own) or text; lines end with LF or CRLF."""
+    fixed reason; blank lines are skipped. Row numbers are line numbers, the first line's
+    ``first_row`` (a share of a split file: its number in the whole file; a byte-order mark is
+    dropped from line 1 only). ``stream`` is bytes (each line decoded on its own) or text;
+    lines end with LF or CRLF."""
     limit = max_line_bytes
     text_mode = isinstance(stream, io.TextIOBase)
     newline: Any = ("\n", "\r") if text_mode else b"\n"
@@ -374,9 +405,17 @@ def read_jsonl(
     readline: Callable[[int], Any] = stream.readline  # str or bytes
     loads = json.loads
     text: str
-    chunk, chars, number = Chunk(), 0, 0
+    chunk, chars, number = Chunk(), 0, first_row - 1
     numbers, records, broken = chunk.numbers, chunk.records, chunk.broken
     while line := readline(limit + 1):
+        # A chunk ends after every line whose number is a multiple of chunk_rows (blank
+        # lines too), or at CHUNK_CHARS: where it ends depends on the lines alone.
+        if number % chunk_rows == 0 or chars >= CHUNK_CHARS:
+            if chunk.size:
+                yield chunk
+                chunk = Chunk()
+                numbers, records, broken = chunk.numbers, chunk.records, chunk.broken
+            chars = 0
         number += 1
         if len(line) > limit and not line.endswith(newline):
             _skip_line(stream, newline)
@@ -412,10 +451,6 @@ def read_jsonl(
                 else:
                     numbers.append(number)
                     records.append(record)
-        if len(numbers) + len(broken) >= chunk_rows or chars >= CHUNK_CHARS:
-            yield chunk
-            chunk, chars = Chunk(), 0
-            numbers, records, broken = chunk.numbers, chunk.records, chunk.broken
     if chunk.size:
         yield chunk
 
@@ -483,6 +518,7 @@ class S3Writer(io.RawIOBase):
         self._pool: ThreadPoolExecutor | None = None
         self._done = False
         self.version_id: str | None = None
+        self.written = 0  # bytes written so far
 
     def writable(self) -> bool:
         return True
@@ -490,6 +526,7 @@ class S3Writer(io.RawIOBase):
     def write(self, data: Any) -> int:
         self._pieces.append(bytes(data))
         self._buffered += len(data)
+        self.written += len(data)
         if self._buffered >= self.part_size:
             # A part may be larger than part_size: what is buffered goes whole, uncut.
             self._submit(self._take())

@@ -82,6 +82,7 @@ from sklambda.batchio import (
     MAX_LINE_BYTES,
     Format,
     S3Writer,
+    chunk_rows_of,
     long_row,
     open_bytes,
     read_csv,
@@ -92,6 +93,7 @@ ITEMS = "plan.json"
 SUMMARY = "summary.json"
 HEADER = "header"
 READ_SIZE = 1 << 20
+CHUNK_ROWS = 10_000  # the batch setting's default
 MAX_KEY_BYTES = 1024  # S3's longest key
 _LONGEST_NAME = len("share-") + 12  # the longest name under the prefix, with room to spare
 _BOM = b"\xef\xbb\xbf"
@@ -107,6 +109,8 @@ _FIELDS = re.compile(_FIELD + rb"(?:," + _FIELD + rb")*+")
 # Records ending with LF or CRLF whose quoted fields hold no newline (blank lines too).
 _LINE_FIELD = rb'(?:"[^"\r\n]*+(?:""[^"\r\n]*+)*+"|[^",\r\n]*+)'
 _RECORDS = re.compile(rb"(?:" + _LINE_FIELD + rb"(?:," + _LINE_FIELD + rb")*+\r?\n)*+")
+_RECORD_ENDS = re.compile(rb"a\n")  # in the translated bytes: the end of a record not blank
+_LINE_ENDS = re.compile(rb"\n")
 _UNQUOTED, _QUOTED, _CLOSING = 0, 1, 2  # _CLOSING: just after a quote inside a quoted field
 _log = logging.getLogger(__name__)
 
@@ -262,21 +266,39 @@ class Plan:
 
 
 class _Cuts:
-    """Where the shares start (content offsets) and the number of each one's first row."""
+    """Where the shares start (content offsets) and the number of each one's first row.
 
-    def __init__(self, start: int, share_bytes: int) -> None:
-        self.share_bytes = share_bytes
+    A share ends at the first record end at or after ``share_bytes`` of content at which the
+    number of rows (CSV: records not blank; JSON Lines: lines) is a multiple of ``per_chunk``,
+    the rows of the reader's chunks: the reader ends a chunk at every such multiple, so each
+    share is whole chunks of the single path's, scored in the same batches (a runtime's
+    answer for a row can differ in its last bit with the batch it is in)."""
+
+    def __init__(self, start: int, share_bytes: int, per_chunk: int) -> None:
+        self.share_bytes, self.per_chunk = share_bytes, per_chunk
         self.starts = [start]
         self.first_rows = [1]
+        self.rows: int | None = None  # past the target: the row count at which to cut
 
     @property
     def target(self) -> int:
         """The least offset at which the current share may end."""
         return self.starts[-1] + self.share_bytes
 
+    def aim(self, count: int) -> int:
+        """The target passed with ``count`` rows: the row count to cut at (a multiple of
+        ``per_chunk``, past the share's first row)."""
+        k = self.per_chunk
+        rows = -(-count // k) * k
+        if rows < self.first_rows[-1]:
+            rows += k
+        self.rows = rows
+        return rows
+
     def cut(self, at: int, first_row: int) -> None:
         self.starts.append(at)
         self.first_rows.append(first_row)
+        self.rows = None
 
 
 class _Scanner:
@@ -284,9 +306,9 @@ class _Scanner:
     the next byte. ``feed`` returns the bytes it took in (a scanner may keep back the last
     byte until it sees the next) and the cuts among them, as offsets into those bytes."""
 
-    def __init__(self, start: int, share_bytes: int) -> None:
+    def __init__(self, start: int, share_bytes: int, per_chunk: int) -> None:
         self.pos = start
-        self.cuts = _Cuts(start, share_bytes)
+        self.cuts = _Cuts(start, share_bytes, per_chunk)
         self.count = 0  # CSV: rows; JSON Lines: lines
 
     def feed(self, data: bytes, eof: bool) -> tuple[bytes, list[int]]:
@@ -304,8 +326,8 @@ class _CsvScanner(_Scanner):
     in an earlier piece, and the record open at the end of a piece, are measured.
     """
 
-    def __init__(self, start: int, share_bytes: int, limit: int) -> None:
-        super().__init__(start, share_bytes)
+    def __init__(self, start: int, share_bytes: int, limit: int, per_chunk: int) -> None:
+        super().__init__(start, share_bytes, per_chunk)
         self.limit = limit
         self.record_start = start  # where the open record began
         self.mode = _UNQUOTED
@@ -379,19 +401,34 @@ class _CsvScanner(_Scanner):
             if origin + first - self.record_start > self.limit:
                 raise long_row(self.count + 1, self.limit)
             while a < b:
-                # the first line ending whose last byte is at target - 1 or later
-                g = lines.find(b"\n", max(a, cuts.target - 1 - origin), b)
+                if cuts.rows is None:
+                    # the first line ending whose last byte is at target - 1 or later
+                    g = lines.find(b"\n", max(a, cuts.target - 1 - origin), b)
+                else:  # the end of the record that makes the rows a multiple
+                    g = self._nth_end(lines, a, b, cuts.rows - self.count)
                 if g < 0:
                     break
                 crlf = buf[g] == _CR and g + 1 < len(buf) and buf[g + 1] == _LF
                 at = g + 2 if crlf else g + 1
                 self._ended(lines, a, at)
-                cuts.cut(origin + at, self.count + 1)
+                if (cuts.rows if cuts.rows is not None else cuts.aim(self.count)) == self.count:
+                    cuts.cut(origin + at, self.count + 1)
                 a = at
             last = lines.rfind(b"\n", a, b)  # an LF, or a lone CR (a CR's LF would be later)
             if last >= 0:
                 self._ended(lines, a, last + 1)
         self.field_start = buf[b - 1] in _FIELD_START
+
+    def _nth_end(self, lines: bytes, a: int, b: int, need: int) -> int:
+        """Where (the line ending's first byte) the ``need``-th record that is not blank ends
+        within ``a`` to ``b``, or -1 (counted as ``_ended`` counts)."""
+        if lines[a] == _LF and self.record_start < self.pos + a:  # the open record ends at a
+            if need == 1:
+                return a
+            need -= 1
+        for found in itertools.islice(_RECORD_ENDS.finditer(lines, a, b), need - 1, None):
+            return found.start() + 1
+        return -1
 
     def _ended(self, lines: bytes, a: int, b: int) -> None:
         """Count the records that end within ``a`` to ``b`` (which ends with a line ending)."""
@@ -405,19 +442,34 @@ class _CsvScanner(_Scanner):
 class _JsonlScanner(_Scanner):
     """Lines split at LF."""
 
-    def __init__(self, start: int, share_bytes: int) -> None:
-        super().__init__(start, share_bytes)
+    def __init__(self, start: int, share_bytes: int, per_chunk: int) -> None:
+        super().__init__(start, share_bytes, per_chunk)
         self.line_start = start
 
     def feed(self, data: bytes, eof: bool) -> tuple[bytes, list[int]]:
         cuts, origin, before = self.cuts, self.pos, len(self.cuts.starts)
         a = 0
         while True:
-            g = data.find(b"\n", max(a, cuts.target - 1 - origin))
-            if g < 0:
-                break
-            self.count += data.count(b"\n", a, g + 1)
-            cuts.cut(origin + g + 1, self.count + 1)
+            if cuts.rows is None:
+                g = data.find(b"\n", max(a, cuts.target - 1 - origin))
+                if g < 0:
+                    break
+                self.count += data.count(b"\n", a, g + 1)
+                cuts.aim(self.count)
+            else:  # the line that makes the lines a multiple
+                need = cuts.rows - self.count
+                g = next(
+                    (
+                        m.start()
+                        for m in itertools.islice(_LINE_ENDS.finditer(data, a), need - 1, None)
+                    ),
+                    -1,
+                )
+                if g < 0:
+                    break
+                self.count += need
+            if self.count == cuts.rows:
+                cuts.cut(origin + g + 1, self.count + 1)
             a = g + 1
         self.count += data.count(b"\n", a)
         last = data.rfind(b"\n")
@@ -560,6 +612,7 @@ def plan(
     max_expansion: int = MAX_EXPANSION,
     read_size: int = READ_SIZE,
     header_check: Callable[[list[str]], None] | None = None,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> Plan:
     """Plan ``s3://bucket/key`` (that version, else the current one) in shares of about
     ``share_bytes`` of content (at least that, but for the last; at most that plus one record),
@@ -595,10 +648,11 @@ def plan(
                 header = HeaderRef(bucket, staged, version, None, 0, len(head), bom)
             else:
                 header = HeaderRef(bucket, key, source.version_id, etag, 0, len(head), bom)
-            scanner = _CsvScanner(len(head), share_bytes, max_line_bytes)
+            per_chunk = chunk_rows_of(len(names), chunk_rows)
+            scanner = _CsvScanner(len(head), share_bytes, max_line_bytes, per_chunk)
         else:
             rest = b""
-            scanner = _JsonlScanner(0, share_bytes)
+            scanner = _JsonlScanner(0, share_bytes, chunk_rows)
         for data in itertools.chain([rest], iter(lambda: stream.read(piece), b"")):
             if data:
                 taken, cuts = scanner.feed(data, eof=False)

@@ -42,7 +42,7 @@ def put(s3: Any, data: bytes, suffix: str = ".csv") -> str:
 def planned(s3: Any, data: bytes, suffix: str = ".csv", **options: Any) -> Plan:
     key = put(s3, gzip.compress(data) if suffix.endswith(".gz") else data, suffix)
     fmt = "jsonl" if ".jsonl" in suffix else "csv"
-    return split.plan(s3, BUCKET, key, **{"fmt": fmt, **options})
+    return split.plan(s3, BUCKET, key, **{"fmt": fmt, "chunk_rows": 1, **options})
 
 
 def get(s3: Any, ref: dict[str, Any]) -> bytes:
@@ -130,6 +130,97 @@ def check_csv(s3: Any, plan: Plan, content: bytes) -> list[bytes]:
         first += len(csv_records(head + data.decode()))
     assert worker_rows(s3, plan) == single_rows(content)
     return shares
+
+
+# --- every share is whole chunks of the single path's ------------------------------------------
+
+
+def chunk_rows_of_reader(chunks: Iterator[Any]) -> list[list[int]]:
+    """The row numbers of each chunk a reader yields (good and broken rows)."""
+    return [sorted([*c.numbers, *(n for n, _, _ in c.broken)]) for c in chunks]
+
+
+def test_a_share_of_a_csv_file_is_whole_chunks_of_the_single_path(s3: Any) -> None:
+    # A runtime's answer for a row can differ in its last bit with the batch it is scored in:
+    # the worker of a share must read the very chunks a reader of the whole file reads.
+    @settings(max_examples=150, deadline=None)
+    @given(
+        rows=st.lists(st.lists(cell, min_size=2, max_size=2), max_size=16),
+        blanks=st.lists(st.integers(min_value=0, max_value=16), max_size=4),
+        chunk_rows=st.integers(min_value=1, max_value=5),
+        share_bytes=st.integers(min_value=1, max_value=40),
+        read_size=st.integers(min_value=1, max_value=24),
+    )
+    def check(
+        rows: list[list[str]],
+        blanks: list[int],
+        chunk_rows: int,
+        share_bytes: int,
+        read_size: int,
+    ) -> None:
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerows([["x", "y"], *rows])
+        head, *lines = out.getvalue().splitlines(keepends=True)
+        for at in sorted(blanks, reverse=True):
+            lines.insert(min(at, len(lines)), "\n")
+        content = (head + "".join(lines)).encode()
+        plan = planned(
+            s3, content, share_bytes=share_bytes, read_size=read_size, chunk_rows=chunk_rows
+        )
+        shares = check_csv(s3, plan, content)
+        items = plan.items()
+        assert all((item["first_row"] - 1) % chunk_rows == 0 for item in items)
+        assert all(item["rows"] for item in items[:-1])  # no share but the last is empty
+        whole = read_csv(open_text(io.BytesIO(content), False), chunk_rows)[1]
+        header = get(s3, items[0]["header"])
+        parts = []
+        for item, data in zip(items, shares, strict=True):
+            text = open_text(io.BytesIO(header + data), False)
+            parts += chunk_rows_of_reader(
+                read_csv(text, chunk_rows, first_row=item["first_row"])[1]
+            )
+        assert parts == chunk_rows_of_reader(whole)
+
+    check()
+
+
+def test_a_share_of_a_json_lines_file_is_whole_chunks_of_the_single_path(s3: Any) -> None:
+    @settings(max_examples=150, deadline=None)
+    @given(
+        lines=st.lists(st.sampled_from(["{}", "[1]", "", " ", "{", '"a"']), max_size=16),
+        chunk_rows=st.integers(min_value=1, max_value=5),
+        share_bytes=st.integers(min_value=1, max_value=20),
+        read_size=st.integers(min_value=1, max_value=16),
+    )
+    def check(lines: list[str], chunk_rows: int, share_bytes: int, read_size: int) -> None:
+        content = "".join(line + "\n" for line in lines).encode()
+        plan = planned(
+            s3,
+            content,
+            ".jsonl",
+            share_bytes=share_bytes,
+            read_size=read_size,
+            chunk_rows=chunk_rows,
+        )
+        shares = covered(s3, plan, content)
+        items = plan.items()
+        assert all((item["first_row"] - 1) % chunk_rows == 0 for item in items)
+        parts = []
+        for item, data in zip(items, shares, strict=True):
+            read = read_jsonl(io.BytesIO(data), chunk_rows, first_row=item["first_row"])
+            parts += chunk_rows_of_reader(read)
+        assert parts == chunk_rows_of_reader(read_jsonl(io.BytesIO(content), chunk_rows))
+
+    check()
+
+
+def test_a_wide_file_is_cut_at_its_chunks_of_fewer_rows(s3: Any) -> None:
+    names = ",".join(f"c{i}" for i in range(1000))  # MAX_CELLS / 1000: 2,000 rows a chunk
+    content = (names + "\n" + ",".join(["1"] * 1000) + "\n").encode()
+    content = content + content.split(b"\n", 1)[1] * 4999
+    plan = planned(s3, content, share_bytes=1 << 20, chunk_rows=10_000)
+    assert [s.first_row for s in plan.shares] == [1, 2001, 4001]
+    assert [s.rows for s in plan.shares] == [2000, 2000, 1000]
 
 
 # --- every cut is between records -------------------------------------------------------------
@@ -229,7 +320,8 @@ def test_blank_lines_are_no_rows(s3: Any) -> None:
     plan = planned(s3, content, share_bytes=1, read_size=3)
     assert plan.rows == 2
     got = [(i["first_row"], i["rows"]) for i in plan.items()]
-    assert got == [(1, 0), (1, 1), (2, 0), (2, 0), (2, 1), (3, 0)]
+    # a share holds at least one row, but the last (the blank line after the last row)
+    assert got == [(1, 1), (2, 1), (3, 0)]
     check_csv(s3, plan, content)
 
 
@@ -521,7 +613,8 @@ def test_a_file_of_many_megabytes_is_read_a_piece_at_a_time(s3: Any) -> None:
     plan = split.plan(client, BUCKET, key, share_bytes=1_000_000, fmt="csv", read_size=65536)
     assert max(client.reads) == 65536 and sum(client.reads) >= len(content)
     assert len(client.reads) >= len(content) // 65536
-    assert plan.rows == 200_000 and len(plan.shares) == 11  # 10.4 MB after the header
+    # 10.4 MB after the header; a share is whole chunks (10,000 rows, 520 kB): 20,000 rows
+    assert plan.rows == 200_000 and [s.rows for s in plan.shares] == [20_000] * 10
     covered(s3, plan, content)
 
 
@@ -575,7 +668,7 @@ def test_the_peak_memory_does_not_grow_with_the_file() -> None:
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert plan.rows == 200_000 and len(plan.shares) == 5
+    assert plan.rows == 200_000 and [s.rows for s in plan.shares] == [50_000] * 4
     assert peak < 8 << 20
 
 
