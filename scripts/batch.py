@@ -3,7 +3,10 @@
 Starts moto's S3 (and SQS, for the dead-letter queue) on loopback, creates the data bucket named
 as template.yaml names it, uploads the file under ``incoming/``, hands the batch function the
 S3 event the bucket notification would send, and downloads the predictions, the errors and the
-manifest to ``out/``.
+manifest to ``out/``. A file over ``BatchSplitBytes`` (``--split-bytes`` sets it; ``make batch
+SPLIT_BYTES=``) takes the split path: the batch function starts its execution, and the split
+function's plan, workers (``--workers`` local processes) and finish run here, with a line of
+progress per share.
 
 A file that is not there, a directory, a file that cannot be read, or a model directory without
 ``model.json`` is refused before anything starts: one line on stderr, exit status 2.
@@ -51,16 +54,40 @@ def main() -> int:
     parser.add_argument(
         "--runtime", choices=["onnx", "sklearn"], help="override the runtime the manifest names"
     )
+    parser.add_argument(
+        "--split-bytes",
+        type=int,
+        help="BatchSplitBytes: larger files take the split path (default: the template's)",
+    )
+    parser.add_argument("--workers", type=int, help="local worker processes of the split path")
     args = parser.parse_args()
     problem = unusable(args.file, args.model)
     if problem is not None:
         print(f"{PROG}: {problem}", file=sys.stderr)
         return 2
     args.file = Path(args.file)
-    overrides = {"ServingRuntime": args.runtime} if args.runtime else None
+    if args.split_bytes is not None and args.split_bytes < 1:
+        print(f"{PROG}: --split-bytes must be at least 1", file=sys.stderr)
+        return 2
+    if args.workers is not None and args.workers < 1:
+        print(f"{PROG}: --workers must be at least 1", file=sys.stderr)
+        return 2
+    overrides = {"ServingRuntime": args.runtime} if args.runtime else {}
+    if args.split_bytes is not None:
+        overrides["BatchSplitBytes"] = str(args.split_bytes)
+
+    def progress(done: int, total: int) -> None:
+        print(f"  shares scored: {done} of {total}", file=sys.stderr, flush=True)
+
     try:
         done = run_batch(
-            ROOT, args.file, args.out, model_dir=args.model.resolve(), parameters=overrides
+            ROOT,
+            args.file,
+            args.out,
+            model_dir=args.model.resolve(),
+            parameters=overrides or None,
+            workers=args.workers,
+            progress=progress,
         )
     except (ModelLoadError, RuntimeUnavailableError) as exc:  # the function's init fails
         print(f"{PROG}: the batch function cannot load the model: {exc}", file=sys.stderr)
@@ -72,6 +99,10 @@ def main() -> int:
         f"scored {rows.get('scored')}, rejected {rows.get('rejected')}"
         + (f" ({m.get('reason')})" if m.get("reason") else "")
     )
+    if done.split is not None:
+        run = done.split
+        took = ", ".join(f"{step} {seconds:.2f} s" for step, seconds in run.seconds.items())
+        print(f"  split path: {run.shares} shares ({took})")
     for kind, path in done.files.items():
         print(f"  {kind}: {path}")
     return 0 if m.get("status") == "succeeded" else 1

@@ -6,10 +6,10 @@ cannot mend (a bad file, too little time) is recorded in the file's job record, 
 dead-letter message pending, and sent to the dead-letter queue at once; the record then says it
 was sent. A send that fails is raised: the retry finds the letter pending and sends it. Anything
 else is raised too, so that Lambda retries the event and, when the retries are spent, sends it
-to the same queue.
+to the same queue. A file over ``SKLAMBDA_SPLIT_BYTES`` is handed to the split path's state
+machine instead (``sklambda.shares``), when the stack has one.
 """
 
-import json
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -19,15 +19,15 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from sklambda import aws, snapstart
 from sklambda.batch import (
     Result,
-    bounded,
     check_settings,
-    dead_letter_sent,
-    output_keys,
+    file_metrics,
     process_object,
+    send_dead_letter,
 )
-from sklambda.metrics import Dimension, MetricName, MetricSet, Unit
+from sklambda.metrics import Dimension, MetricName, MetricSet
 from sklambda.model import get_model
 from sklambda.settings import BatchSettings, get_settings
+from sklambda.shares import start_split
 
 logger = Logger()
 settings = get_settings(BatchSettings)  # a missing queue fails the init, naming the variable
@@ -39,45 +39,18 @@ DIMENSIONS = {
     Dimension.SERVICE: settings.service,
 }
 aws.client("s3")  # made during the init phase, not on the first file
+
+
+def _split(source: dict[str, Any]) -> Result:
+    """Hand a file over SKLAMBDA_SPLIT_BYTES to the split path's state machine."""
+    assert settings.split_state_machine_arn
+    return start_split(aws.client("stepfunctions"), settings.split_state_machine_arn, source)
+
+
+split = _split if settings.split_state_machine_arn else None  # unset: every file is scored here
 # SnapStart: the model scored once before the snapshot and every client dropped (one is made
 # anew on the first file after a restore); randomness and log sampling renewed after it.
 snapstart.register(lambda: model, after_restore=logger.refresh_sample_rate_calculation)
-
-
-def record_metrics(metrics: MetricSet, result: Result) -> None:
-    """What one file adds to the invocation's metrics."""
-    if result.status == "succeeded":
-        metrics.add(MetricName.FILES_PROCESSED, 1)
-    elif result.status == "failed":
-        metrics.add(MetricName.FILES_FAILED, 1)
-    else:  # a duplicate delivery, or a key that is not ours
-        metrics.add(MetricName.FILES_SKIPPED, 1)
-    if result.status in ("succeeded", "failed"):
-        metrics.add(MetricName.ROWS_SCORED, result.rows_scored)
-        metrics.add(MetricName.ROWS_REJECTED, result.rows_rejected)
-        metrics.add(MetricName.BATCH_DURATION, result.duration, Unit.SECONDS)
-        if result.duration > 0:
-            rate = result.rows_read / result.duration
-            metrics.add(MetricName.ROWS_PER_SECOND, rate, Unit.PER_SECOND)
-    metrics.add_alarmed(MetricName.FILES_FAILED, 1.0 if result.status == "failed" else 0.0)
-    drift = result.record.get("drift") or {}
-    if result.status == "succeeded" and drift.get("status") in ("ok", "drift"):
-        metrics.add_alarmed(MetricName.MAX_FEATURE_DRIFT, drift["max_psi"])
-        metrics.add(MetricName.MAX_FEATURE_DRIFT, drift["max_psi"], Unit.NONE)
-        if drift.get("prediction_psi") is not None:
-            metrics.add(MetricName.PREDICTION_DRIFT, drift["prediction_psi"], Unit.NONE)
-        metrics.add_per(MetricName.FEATURE_DRIFT, Dimension.FEATURE, drift["psi"], Unit.NONE)
-
-
-def _dead_letter(result: Result, bucket: str) -> None:
-    body = {
-        "reason": bounded(str(result.reason)),
-        "source": result.record.get("source"),
-        "record": f"s3://{bucket}/{output_keys(result.key).record}",
-    }
-    aws.client("sqs").send_message(
-        QueueUrl=settings.dead_letter_queue_url, MessageBody=json.dumps(body)
-    )
 
 
 @logger.inject_lambda_context
@@ -101,6 +74,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                     size=s3_info["object"].get("size"),
                     remaining_ms=context.get_remaining_time_in_millis,
                     request_id=context.aws_request_id,
+                    split=split,
                 )
             except Exception:
                 metrics.add(MetricName.FILES_FAILED, 1)
@@ -120,8 +94,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                 logger.error("file failed", extra=log)
                 if result.dead_letter == "pending":
                     try:
-                        _dead_letter(result, bucket)
-                        dead_letter_sent(aws.client("s3"), bucket, result)
+                        send_dead_letter(
+                            aws.client("s3"),
+                            aws.client("sqs"),
+                            settings.dead_letter_queue_url,
+                            bucket,
+                            result,
+                        )
                     except Exception:
                         logger.exception(
                             "dead-letter message not sent or not recorded; raising so that "
@@ -131,7 +110,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                         raise
             else:
                 logger.info("file done", extra=log)
-            record_metrics(metrics, result)
+            file_metrics(metrics, result)
             results.append({"key": key, "status": result.status, "reason": result.reason})
     finally:
         metrics.flush()

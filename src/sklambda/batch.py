@@ -62,6 +62,7 @@ from sklambda.errors import (
     OutOfTime,
     SklambdaError,
 )
+from sklambda.metrics import Dimension, MetricName, MetricSet, Unit
 from sklambda.model import Model
 from sklambda.schema import Header
 from sklambda.scoring import Scored, csv_line, formatter, score_records, score_text, unscorable
@@ -138,6 +139,25 @@ def retryable(exc: BaseException) -> bool:
     return isinstance(exc, HTTPError)
 
 
+# What a file can do that a retry cannot mend (the reasons: ``file_failure``).
+FILE_FAULTS = (FileError, OutOfTime, UnicodeDecodeError, gzip.BadGzipFile, zlib.error, EOFError)
+
+
+def file_failure(exc: BaseException) -> str:
+    """Why a file fails for ``exc``, one of ``FILE_FAULTS``: the same words whichever path
+    (one invocation, or the planner and the workers of a split file) met it."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"the file is not UTF-8 text ({exc.reason})"
+    if isinstance(exc, (gzip.BadGzipFile, zlib.error, EOFError)):
+        return f"the file is not valid gzip ({exc})"
+    return str(exc)
+
+
+def internal_error(exc: BaseException) -> str:
+    """Why a file fails for a fault of ours (the same on every retry)."""
+    return f"internal error ({type(exc).__name__}: {exc})"
+
+
 def read_job_record(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
     found = _read_json(s3, bucket, key)
     return None if found is None else found[0]
@@ -191,6 +211,47 @@ def dead_letter_sent(s3: Any, bucket: str, result: Result) -> None:
     result.record, result.dead_letter = record, "sent"
 
 
+def file_metrics(metrics: MetricSet, result: Result) -> None:
+    """What one file adds to an invocation's metrics (the batch function's, or the split
+    path's step that ends the file)."""
+    if result.status == "succeeded":
+        metrics.add(MetricName.FILES_PROCESSED, 1)
+    elif result.status == "failed":
+        metrics.add(MetricName.FILES_FAILED, 1)
+    elif result.status == "split":
+        metrics.add(MetricName.FILES_SPLIT, 1)
+    else:  # a duplicate delivery, or a key that is not ours
+        metrics.add(MetricName.FILES_SKIPPED, 1)
+    if result.status in ("succeeded", "failed"):
+        metrics.add(MetricName.ROWS_SCORED, result.rows_scored)
+        metrics.add(MetricName.ROWS_REJECTED, result.rows_rejected)
+        metrics.add(MetricName.BATCH_DURATION, result.duration, Unit.SECONDS)
+        if result.duration > 0:
+            rate = result.rows_read / result.duration
+            metrics.add(MetricName.ROWS_PER_SECOND, rate, Unit.PER_SECOND)
+    if result.status != "split":  # the file's outcome is the split path's to publish
+        metrics.add_alarmed(MetricName.FILES_FAILED, 1.0 if result.status == "failed" else 0.0)
+    drift = result.record.get("drift") or {}
+    if result.status == "succeeded" and drift.get("status") in ("ok", "drift"):
+        metrics.add_alarmed(MetricName.MAX_FEATURE_DRIFT, drift["max_psi"])
+        metrics.add(MetricName.MAX_FEATURE_DRIFT, drift["max_psi"], Unit.NONE)
+        if drift.get("prediction_psi") is not None:
+            metrics.add(MetricName.PREDICTION_DRIFT, drift["prediction_psi"], Unit.NONE)
+        metrics.add_per(MetricName.FEATURE_DRIFT, Dimension.FEATURE, drift["psi"], Unit.NONE)
+
+
+def send_dead_letter(s3: Any, sqs: Any, queue_url: str, bucket: str, result: Result) -> None:
+    """Send a failed file's dead-letter message, then record in its job record that it was
+    sent. Raises when either fails: the retry finds the letter pending and sends it."""
+    body = {
+        "reason": bounded(str(result.reason)),
+        "source": result.record.get("source"),
+        "record": f"s3://{bucket}/{output_keys(result.key).record}",
+    }
+    sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
+    dead_letter_sent(s3, bucket, result)
+
+
 def process_object(
     s3: Any,
     bucket: str,
@@ -203,13 +264,16 @@ def process_object(
     size: int | None = None,
     remaining_ms: Callable[[], int] = lambda: 15 * 60 * 1000,
     request_id: str | None = None,
+    split: Callable[[dict[str, Any]], Result] | None = None,
 ) -> Result:
     """Score ``s3://bucket/key`` (a decoded key) and write its outputs and job record.
 
     Raises only for failures that a retry may mend (S3 errors); those leave a ``failed``,
     ``retryable`` job record. Everything a retry cannot mend is returned as ``failed``.
     ``request_id`` (the Lambda request's) lets a retry of the same request take over the
-    claim its crashed attempt left.
+    claim its crashed attempt left. A file larger than ``settings.split_bytes`` is handed to
+    ``split`` (when given: ``sklambda.shares.start_split``) with its source, unless its job
+    record says it is done.
     """
     if not key.startswith(INCOMING):
         return Result(key, "ignored", reason=f"not under {INCOMING}")
@@ -217,20 +281,31 @@ def process_object(
     if kind is None:
         return Result(key, "ignored", reason="not a .csv, .csv.gz, .jsonl or .jsonl.gz file")
     keys = output_keys(key)
-    source = {"bucket": bucket, "key": key, "version_id": version_id, "etag": etag, "size": size}
+    source: dict[str, Any] = {
+        "bucket": bucket,
+        "key": key,
+        "version_id": version_id,
+        "etag": etag,
+        "size": size,
+    }
 
-    if not (version_id or etag):
+    if not (version_id or etag) or (split is not None and size is None):
         # An event without them (a hand-made one): ask S3 which object this is.
         try:
             head = s3.head_object(Bucket=bucket, Key=key)
-            source["version_id"] = head.get("VersionId")
-            source["etag"] = head.get("ETag", "").strip('"')
+            if not (version_id or etag):
+                source["version_id"] = head.get("VersionId")
+                source["etag"] = head.get("ETag", "").strip('"')
+            if size is None:
+                source["size"] = head.get("ContentLength")
         except ClientError as exc:
             if _code(exc) not in GONE:
                 raise
     done = _finished(s3, bucket, key, keys, source)
     if done is not None:
         return done
+    if split is not None and (source["size"] or 0) > settings.split_bytes:
+        return split(source)
     claim = _Claim(s3, bucket, key, source, request_id)
     holder = claim.acquire(remaining_ms())
     if holder is not None:
@@ -306,14 +381,9 @@ def _score(
         source["size"] = source["size"] if source["size"] is not None else obj.get("ContentLength")
         job.run(obj["Body"], source["size"])
         status = "succeeded"
-    except FileError as exc:
-        status, reason = "failed", str(exc)
-    except OutOfTime as exc:
-        status, reason, row_reached = "failed", str(exc), exc.row
-    except UnicodeDecodeError as exc:
-        status, reason = "failed", f"the file is not UTF-8 text ({exc.reason})"
-    except (gzip.BadGzipFile, zlib.error, EOFError) as exc:
-        status, reason = "failed", f"the file is not valid gzip ({exc})"
+    except FILE_FAULTS as exc:
+        status, reason = "failed", file_failure(exc)
+        row_reached = exc.row if isinstance(exc, OutOfTime) else None
     except Exception as exc:
         job.discard()
         if retryable(exc):
@@ -324,7 +394,7 @@ def _score(
             raise
         # A fault of ours (or memory): the same on every retry, so not retried.
         _log.exception("internal error scoring s3://%s/%s", bucket, key)
-        status, reason = "failed", f"internal error ({type(exc).__name__}: {exc})"
+        status, reason = "failed", internal_error(exc)
     if status != "succeeded":
         job.discard()
     reason = bounded(reason) if reason is not None else None
@@ -531,6 +601,7 @@ class _Job:
         self.model, self.settings = model, settings
         self.fmt, self.compressed, self.remaining_ms = fmt, compressed, remaining_ms
         self.read = self.scored = self.rejected = 0
+        self.first_row = 1
         self.passthrough = list(settings.passthrough)
         features = set(model.schema.names)
         self._stripped = {name for name in self.passthrough if name not in features}
@@ -558,6 +629,17 @@ class _Job:
     def _complete(self, sink: TextSink) -> None:
         sink.finish()
         self._completed.append((sink.writer.key, sink.writer.version_id))
+
+    def outputs(self) -> dict[str, dict[str, Any]]:
+        """The outputs written (``errors``, ``predictions``): key, version and size of each."""
+        return {
+            name: {
+                "key": sink.writer.key,
+                "version_id": sink.writer.version_id,
+                "bytes": sink.writer.written,
+            }
+            for name, sink in zip(("errors", "predictions"), self._sinks, strict=True)
+        }
 
     def discard(self) -> None:
         """Abort the uploads under way and delete the outputs already completed (the version
@@ -641,8 +723,16 @@ class _Job:
 
     # --- the loop -----------------------------------------------------------------------
 
-    def run(self, body: Any, size: int | None) -> None:
+    def run(
+        self, body: Any, size: int | None, *, share: int | None = None, first_row: int = 1
+    ) -> None:
+        """Score ``body``: the whole file, or (``share``: its index) one share of a split
+        file, whose rows are numbered from ``first_row`` on; a CSV share's body is the file's
+        header, then its own bytes. Only the whole file and the first share write the
+        predictions' header, and only the whole file fails for having no rows (a share may
+        have none: the finisher says whether the file has)."""
         settings = self.settings
+        self.first_row = first_row
         content = "text/csv" if self.fmt == "csv" else "application/x-ndjson"
         errors = self._open(self.keys.errors, False, "application/x-ndjson")
         predictions = self._open(self.keys.predictions, self.compressed, content)
@@ -654,34 +744,46 @@ class _Job:
                 settings.chunk_rows,
                 max_line_bytes=settings.max_line_bytes,
                 max_columns=settings.max_columns,
+                first_row=first_row,
             )
             header = self.model.schema.check_header(
                 names, unknown=settings.unknown_columns, passthrough=self.passthrough
             )
             self.ignored_columns = header.ignored
-            predictions.write(csv_line(self.format.csv_header(self.passthrough)))
+            if not share:
+                predictions.write(csv_line(self.format.csv_header(self.passthrough)))
             for chunk in self._guarded(chunks):
                 self._csv_chunk(chunk, names, header, predictions, errors)
-            if self.read == 0:
-                raise FileError("the file has a header but no rows")
         else:
             data = open_bytes(body, self.compressed, size=size, max_expansion=expansion)
-            lines = read_jsonl(data, settings.chunk_rows, max_line_bytes=settings.max_line_bytes)
+            lines = read_jsonl(
+                data,
+                settings.chunk_rows,
+                max_line_bytes=settings.max_line_bytes,
+                first_row=first_row,
+            )
             for chunk in self._guarded(lines):
                 self._jsonl_chunk(chunk, predictions, errors)
-            if self.read == 0:
-                raise FileError("the file is empty")
             self.ignored_columns = sorted(self._ignored)
+        if share is None:
+            self.check_rows()
         # The errors first: predictions are never visible without them.
         self._complete(errors)
         self._complete(predictions)
+
+    def check_rows(self) -> None:
+        """A file without a row fails (the reasons of both paths)."""
+        if self.read == 0:
+            raise FileError(
+                "the file has a header but no rows" if self.fmt == "csv" else "the file is empty"
+            )
 
     def _guarded(self, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
         guard_ms = self.settings.time_guard_seconds * 1000
         for chunk in chunks:
             left = self.remaining_ms()
             if left < guard_ms:
-                raise OutOfTime(self.read, left / 1000)
+                raise OutOfTime(self.first_row - 1 + self.read, left / 1000)
             yield chunk
 
     def _count(self, scored: Scored) -> None:

@@ -37,6 +37,7 @@ class MetricName:
     FILES_PROCESSED = "FilesProcessed"
     FILES_FAILED = "FilesFailed"
     FILES_SKIPPED = "FilesSkipped"
+    FILES_SPLIT = "FilesSplit"  # handed to the split path
     ROWS_SCORED = "RowsScored"
     ROWS_REJECTED = "RowsRejected"
     ROWS_PER_SECOND = "RowsPerSecond"

@@ -23,6 +23,9 @@ required setting, or has one out of range, fails its init with a message naming 
 | ``SKLAMBDA_MAX_COLUMNS`` | batch | 1000 | the most columns a CSV header may have |
 | ``SKLAMBDA_MAX_EXPANSION`` | batch | 100 | the most a gzipped file may expand (past 16 MiB) |
 | ``SKLAMBDA_TIME_GUARD_SECONDS`` | batch | 30 | stop a file cleanly when less time is left |
+| ``SKLAMBDA_SPLIT_BYTES`` | batch, split | 268435456 | larger files are split; a share's size |
+| ``SKLAMBDA_SPLIT_STATE_MACHINE_ARN`` | batch | none (never split) | the split path |
+| ``SKLAMBDA_SPLIT_CONCURRENCY`` | split | 10 | shares scored at once |
 | ``SKLAMBDA_DATA_BUCKET`` | drift | required | captures, job records and reports |
 | ``SKLAMBDA_DRIFT_WINDOW_HOURS`` | drift | 24 | hours one drift report covers |
 | ``SKLAMBDA_DRIFT_THRESHOLD`` | drift | 0.2 | PSI above which a feature has drifted |
@@ -75,6 +78,7 @@ class Settings:
 
 
 MAX_INSTANCES_BOUNDS = {"ge": 1, "le": 100_000}
+SPLIT_BYTES = 268_435_456  # 256 MiB: docs/scale.md says why
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,6 +106,12 @@ class BatchSettings(Settings):
     max_line_bytes: int = field(default=1_048_576, metadata={"ge": 1024, "le": 67_108_864})
     max_columns: int = field(default=1000, metadata={"ge": 1, "le": 100_000})
     max_expansion: int = field(default=100, metadata={"ge": 1, "le": 100_000})
+    split_bytes: int = field(default=SPLIT_BYTES, metadata={"ge": 1})
+    """A file larger than this takes the split path, in shares of about this much content."""
+    split_state_machine_arn: str | None = None
+    """The split path's state machine (unset: every file is scored in one invocation)."""
+    split_concurrency: int = field(default=10, metadata={"ge": 1, "le": 10_000})
+    """How many shares of a split file are scored at once (the map's ``MaxConcurrency``)."""
 
     @property
     def passthrough(self) -> list[str]:

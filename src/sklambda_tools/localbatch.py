@@ -10,14 +10,16 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
-from sklambda_tools.local import TemplateResolver, invoke_function, load_template
+from sklambda.shares import execution_name
+from sklambda_tools.local import TemplateResolver, function_setup, invoke_function, load_template
+from sklambda_tools.localsplit import SplitRun, default_workers, run_split
 
 ACCOUNT = "123456789012"  # moto's
 REGION = "us-east-1"
@@ -29,6 +31,20 @@ class BatchRun:
     manifest: dict[str, Any] | None
     files: dict[str, Path]
     emitted: str
+    split: SplitRun | None = None  # the file took the split path
+
+
+def split_machine(sfn: Any, root: Path) -> str:
+    """The split state machine in the embedded Step Functions (what the batch function starts
+    an execution of; the steps are run by ``localsplit``): its ARN."""
+    definition = (root / "statemachines" / "split.asl.json").read_text()
+    function = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:split:live"
+    made = sfn.create_state_machine(
+        name="sklambda-split",
+        definition=definition.replace("${SplitFunctionArn}", function),
+        roleArn=f"arn:aws:iam::{ACCOUNT}:role/split",
+    )
+    return str(made["stateMachineArn"])
 
 
 def free_port() -> int:
@@ -73,9 +89,14 @@ def run_batch(
     model_dir: Path,
     quiet: bool = True,
     parameters: dict[str, str] | None = None,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> BatchRun:
     """Score ``file`` through the batch function against moto's S3 on loopback; the outputs
-    land in ``out`` (``predictions/``, ``errors/``, ``manifests/``)."""
+    land in ``out`` (``predictions/``, ``errors/``, ``manifests/``). A file over
+    ``BatchSplitBytes`` (``parameters`` may set it) takes the split path: the batch function
+    starts its execution, and the split function's steps run here, the shares scored by
+    ``workers`` processes (``progress(done, total)`` after each)."""
     import boto3
     from moto.server import ThreadedMotoServer
 
@@ -113,6 +134,8 @@ def run_batch(
         s3.create_bucket(Bucket=bucket)
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         queue = boto3.client("sqs").create_queue(QueueName="batch-dead-letters")["QueueUrl"]
+        machine = split_machine(boto3.client("stepfunctions"), root)
+        resources = {"BatchDeadLetterQueue": queue, "SplitStateMachine": machine}
         key = f"incoming/{file.name}"
         put = s3.put_object(Bucket=bucket, Key=key, Body=file.read_bytes())
         event = json.loads((root / "events" / "s3-put-csv.json").read_text())
@@ -134,8 +157,36 @@ def run_batch(
                 event,
                 model_dir=model_dir,
                 parameters=parameters,
-                resources={"BatchDeadLetterQueue": queue},
+                resources=resources,
             )
+        split = None
+        statuses = [r.get("status") for r in result.get("results", [])]
+        if statuses == ["split"]:
+            setup = function_setup(
+                root,
+                "SplitFunction",
+                model_dir=model_dir,
+                parameters=parameters,
+                resources=resources,
+            )
+            source = {
+                "bucket": bucket,
+                "key": key,
+                "version_id": put["VersionId"],
+                "etag": put["ETag"].strip('"'),
+                "size": file.stat().st_size,
+            }
+            out.mkdir(parents=True, exist_ok=True)
+            with redirect_stdout(captured if quiet else io.StringIO()):
+                split = run_split(
+                    setup,
+                    source,
+                    s3,
+                    execution=execution_name(bucket, key, put["VersionId"]),
+                    workers=workers or default_workers(),
+                    progress=progress,
+                    log=out / "split-workers.log",
+                )
         path = key[len("incoming/") :]
         out.mkdir(parents=True, exist_ok=True)
         files = {}
@@ -150,7 +201,7 @@ def run_batch(
             target.write_bytes(data)
             files[prefix] = target
         manifest = json.loads(files["manifests"].read_text()) if "manifests" in files else None
-        return BatchRun(result, manifest, files, captured.getvalue())
+        return BatchRun(result, manifest, files, captured.getvalue(), split)
     finally:
         for k, v in saved.items():
             if v is None:

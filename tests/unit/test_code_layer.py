@@ -39,6 +39,7 @@ RUNTIME_FILES = {
     "py.typed",
     "schema.py",
     "scoring.py",
+    "shares.py",
     "settings.py",
     "snapstart.py",
     "split.py",

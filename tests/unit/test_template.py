@@ -124,6 +124,7 @@ def test_log_groups_have_a_retention(template: dict[str, Any]) -> None:
         "DriftLogGroup",
         "PreTrafficLogGroup",
         "ApiAccessLogGroup",
+        "SplitLogGroup",
     }
     for group in groups.values():
         assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
@@ -150,11 +151,15 @@ def test_each_function_gets_the_settings_it_reads(template: dict[str, Any]) -> N
         "BatchFunction": BatchSettings,
         "DriftFunction": DriftSettings,
         "PreTrafficCheckFunction": PreTrafficSettings,
+        "SplitFunction": BatchSettings,
     }
     assert set(kinds) == set(resources(template, "AWS::Serverless::Function"))
     # (the hook is given the new version's ARN, which the stack makes)
     version = "arn:aws:lambda:us-east-1:000000000000:function:sklambda-predict:7"
-    resolver = TemplateResolver(template, resources={"PredictFunction.Version": version})
+    machine = "arn:aws:states:us-east-1:000000000000:stateMachine:sklambda-split"
+    resolver = TemplateResolver(
+        template, resources={"PredictFunction.Version": version, "SplitStateMachine": machine}
+    )
     for function, kind in kinds.items():
         env = {k: v for k, v in resolver.function_environment(function).items() if v}
         known = {variable(name) for name in field_names(kind)}
