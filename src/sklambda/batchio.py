@@ -604,12 +604,21 @@ class S3Writer(io.RawIOBase):
             self._pool = None
 
 
+GZIP_LEVEL = 6  # zlib's default: about 4x the speed of gzip's 9 on CSV, nearly as small
+
+
+def gzip_writer(writer: IO[bytes] | io.RawIOBase) -> gzip.GzipFile:
+    """A gzip stream into ``writer``: the same bytes for the same content, whoever writes it
+    (no timestamp, no name; one level), so the two batch paths' outputs are identical."""
+    return gzip.GzipFile(fileobj=writer, mode="wb", mtime=0, compresslevel=GZIP_LEVEL)
+
+
 class TextSink:
     """UTF-8 text (optionally gzip) into an ``S3Writer``; ``finish`` or ``abort`` ends it."""
 
     def __init__(self, writer: S3Writer, compressed: bool) -> None:
         self.writer = writer
-        self._gzip = gzip.GzipFile(fileobj=writer, mode="wb", mtime=0) if compressed else None
+        self._gzip = gzip_writer(writer) if compressed else None
 
     def write(self, text: str) -> None:
         data = text.encode("utf-8")

@@ -30,12 +30,11 @@ dead-letter message, as on the single path; the state machine then fails.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -60,7 +59,7 @@ from sklambda.batch import (
     output_keys,
     retryable,
 )
-from sklambda.batchio import PART_SIZE, S3Writer, file_format
+from sklambda.batchio import PART_SIZE, S3Writer, file_format, gzip_writer
 from sklambda.errors import FileError, OutOfTime, SklambdaError
 from sklambda.model import Model
 from sklambda.settings import BatchSettings
@@ -69,6 +68,7 @@ EXECUTION_PREFIX = "sklambda-"
 MAX_PART_BYTES = 5 * 1024**3  # S3's largest part
 READ_BYTES = 1 << 20
 RESULT_READERS = 16  # the finisher reads the shares' results this many at a time
+ASSEMBLERS = 8  # and uploads or copies this many parts of an output at a time
 _log = logging.getLogger(__name__)
 
 
@@ -166,7 +166,12 @@ def _timed(record: dict[str, Any], started: str) -> None:
 
 def plan_file(s3: Any, source: dict[str, Any], model: Model, settings: BatchSettings) -> Step:
     """Plan ``source``: ``{"status": "planned", ...}`` (where the items are, how many, at what
-    concurrency), or ``{"status": "failed"}`` with the file's failed job record written."""
+    concurrency), or ``{"status": "failed"}`` with the file's failed job record written. A
+    fault of S3 is raised as ``RetryableError``."""
+    return _retryable(_plan_file, s3, source, model, settings)
+
+
+def _plan_file(s3: Any, source: dict[str, Any], model: Model, settings: BatchSettings) -> Step:
     started = _now()
     job = _job(s3, source, model, settings)
     fmt, compressed = job.fmt, job.compressed
@@ -197,10 +202,10 @@ def plan_file(s3: Any, source: dict[str, Any], model: Model, settings: BatchSett
         if _code(exc) in GONE:
             reason = "the object no longer exists (deleted before it was read)"
             return _failed_step(s3, job, source, reason, started)
-        raise RetryableError(bounded(f"{type(exc).__name__}: {exc}")) from exc
+        raise
     except Exception as exc:
         if retryable(exc):
-            raise RetryableError(bounded(f"{type(exc).__name__}: {exc}")) from exc
+            raise
         _log.exception("internal error planning s3://%s/%s", source["bucket"], source["key"])
         return _failed_step(s3, job, source, internal_error(exc), started)
     return Step(
@@ -213,6 +218,7 @@ def plan_file(s3: Any, source: dict[str, Any], model: Model, settings: BatchSett
             "share_bytes": made.share_bytes,
             "bytes": made.content_bytes,
             "max_concurrency": settings.split_concurrency,
+            "written": [list(written) for written in made.written],
         }
     )
 
@@ -325,6 +331,7 @@ def score_share(
         "drift": job.drift.to_json(),
         "noted": {kind: dict(counts) for kind, counts in job.noted.items()},
         "ignored_columns": job.ignored_columns,
+        "staged": _staged(item),
     }
     if reason is None:
         result["parts"] = job.outputs()
@@ -336,40 +343,77 @@ def score_share(
     return {"share": index, "status": result["status"]}
 
 
+def _staged(item: dict[str, Any]) -> list[dict[str, Any]]:
+    """The staged objects a share read (a gzip input's): its own, and the first share the
+    header's."""
+    refs = [item] if item.get("staged") else []
+    header = item.get("header")
+    if header and item.get("staged") and int(item["share"]) == 0:
+        refs.append(header)
+    return [{"key": ref["key"], "version_id": ref.get("version_id")} for ref in refs]
+
+
 # --- finish -----------------------------------------------------------------------------------
 
 
 class _Assembly:
     """One output made of parts in order, server-side where S3 allows: a run of at least
     ``PART_SIZE`` bytes of a part is copied (``UploadPartCopy``, at most 5 GiB a part); the
-    bytes between are read and uploaded as parts of at least ``PART_SIZE`` (but the last)."""
+    bytes between are read and uploaded as parts of at least ``PART_SIZE`` (but the last).
+    Part numbers are given in order as the parts are planned; the uploads and copies run
+    ``ASSEMBLERS`` at a time (S3 copies in parallel; one at a time would take the finisher
+    minutes for an output of many gigabytes)."""
 
     def __init__(self, s3: Any, bucket: str, key: str, content_type: str) -> None:
         self.s3, self.bucket, self.key, self.content_type = s3, bucket, key, content_type
         self._upload: str | None = None
-        self._parts: list[dict[str, Any]] = []
+        self._parts: list[Future[dict[str, Any]]] = []
         self._pending = bytearray()
+        self._pool: ThreadPoolExecutor | None = None
         self.version_id: str | None = None
 
-    def _begin(self) -> str:
+    def _begin(self) -> tuple[str, ThreadPoolExecutor]:
         if self._upload is None:
             made = self.s3.create_multipart_upload(
                 Bucket=self.bucket, Key=self.key, ContentType=self.content_type
             )
             self._upload = str(made["UploadId"])
-        return self._upload
+            self._pool = ThreadPoolExecutor(ASSEMBLERS, thread_name_prefix="s3-assembly")
+        assert self._pool is not None
+        return self._upload, self._pool
 
     def _flush(self) -> None:
-        number = len(self._parts) + 1
-        part = self.s3.upload_part(
-            Bucket=self.bucket,
-            Key=self.key,
-            UploadId=self._begin(),
-            PartNumber=number,
-            Body=bytes(self._pending),
-        )
-        self._parts.append({"ETag": part["ETag"], "PartNumber": number})
+        upload, pool = self._begin()
+        number, body = len(self._parts) + 1, bytes(self._pending)
         self._pending.clear()
+
+        def send() -> dict[str, Any]:
+            part = self.s3.upload_part(
+                Bucket=self.bucket, Key=self.key, UploadId=upload, PartNumber=number, Body=body
+            )
+            return {"ETag": part["ETag"], "PartNumber": number}
+
+        self._parts.append(pool.submit(send))
+
+    def _copy(self, ref: dict[str, Any], start: int, stop: int) -> None:
+        upload, pool = self._begin()
+        number = len(self._parts) + 1
+        source: dict[str, Any] = {"Bucket": self.bucket, "Key": ref["key"]}
+        if ref.get("version_id"):
+            source["VersionId"] = ref["version_id"]
+
+        def copy() -> dict[str, Any]:
+            copied = self.s3.upload_part_copy(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=upload,
+                PartNumber=number,
+                CopySource=source,
+                CopySourceRange=f"bytes={start}-{stop - 1}",
+            )
+            return {"ETag": copied["CopyPartResult"]["ETag"], "PartNumber": number}
+
+        self._parts.append(pool.submit(copy))
 
     def _read(self, ref: dict[str, Any], start: int, end: int) -> None:
         args = {"Bucket": self.bucket, "Key": ref["key"], "Range": f"bytes={start}-{end - 1}"}
@@ -391,19 +435,7 @@ class _Assembly:
             stop = min(size, at + MAX_PART_BYTES)
             if 0 < size - stop < PART_SIZE:
                 stop = size - PART_SIZE  # leave a tail long enough to copy
-            source: dict[str, Any] = {"Bucket": self.bucket, "Key": ref["key"]}
-            if ref.get("version_id"):
-                source["VersionId"] = ref["version_id"]
-            number = len(self._parts) + 1
-            copied = self.s3.upload_part_copy(
-                Bucket=self.bucket,
-                Key=self.key,
-                UploadId=self._begin(),
-                PartNumber=number,
-                CopySource=source,
-                CopySourceRange=f"bytes={at}-{stop - 1}",
-            )
-            self._parts.append({"ETag": copied["CopyPartResult"]["ETag"], "PartNumber": number})
+            self._copy(ref, at, stop)
             at = stop
 
     def complete(self) -> None:
@@ -417,16 +449,24 @@ class _Assembly:
         else:
             if self._pending:
                 self._flush()
+            parts = [part.result() for part in self._parts]
             made = self.s3.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=self.key,
                 UploadId=self._upload,
-                MultipartUpload={"Parts": self._parts},
+                MultipartUpload={"Parts": parts},
             )
+            self._shutdown()
         self._pending.clear()
         self.version_id = made.get("VersionId")
 
+    def _shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
     def abort(self) -> None:
+        self._shutdown()
         if self._upload is not None:
             try:
                 self.s3.abort_multipart_upload(
@@ -442,7 +482,7 @@ def _compressed(s3: Any, bucket: str, key: str, parts: list[dict[str, Any]]) -> 
     version written."""
     writer = S3Writer(s3, bucket, key, _content_type(key))
     try:
-        stream = gzip.GzipFile(fileobj=writer, mode="wb", mtime=0)
+        stream = gzip_writer(writer)
         for ref in parts:
             if not ref["bytes"]:
                 continue
@@ -465,13 +505,37 @@ def _content_type(key: str) -> str:
     return "text/csv" if kind is not None and kind[0] == "csv" else "application/x-ndjson"
 
 
-def _results(s3: Any, bucket: str, prefix: str, shares: int) -> list[dict[str, Any] | None]:
-    def read(index: int) -> dict[str, Any] | None:
-        found = _read_json(s3, bucket, share_keys(prefix, index).result)
-        return None if found is None else found[0]
+def _results(
+    s3: Any, bucket: str, prefix: str, shares: int
+) -> list[tuple[dict[str, Any], str | None] | None]:
+    """Each share's result and its version (``None``: the share left none)."""
+
+    def read(index: int) -> tuple[dict[str, Any], str | None] | None:
+        try:
+            got = s3.get_object(Bucket=bucket, Key=share_keys(prefix, index).result)
+        except ClientError as exc:
+            if _code(exc) in GONE:
+                return None
+            raise
+        return json.loads(got["Body"].read()), got.get("VersionId")
 
     with ThreadPoolExecutor(max_workers=RESULT_READERS) as pool:
         return list(pool.map(read, range(shares)))
+
+
+def _made(
+    planned: dict[str, Any], found: list[tuple[dict[str, Any], str | None] | None]
+) -> list[tuple[str, str | None]]:
+    """Every object the plan and the shares wrote under the prefix: key and version."""
+    made = [(str(key), version) for key, version in planned.get("written", [])]
+    for entry in found:
+        if entry is None:
+            continue
+        result, version = entry
+        made.append((share_keys(planned["prefix"], int(result["share"])).result, version))
+        made += [(ref["key"], ref.get("version_id")) for ref in result.get("parts", {}).values()]
+        made += [(ref["key"], ref.get("version_id")) for ref in result.get("staged", [])]
+    return made
 
 
 def finish(
@@ -483,7 +547,30 @@ def finish(
     execution: str | None = None,
 ) -> Step:
     """Assemble the outputs of a planned file whose shares have all been scored, write its
-    job record, and delete the plan's prefix."""
+    job record, and delete the plan's prefix. A fault of S3 is raised as ``RetryableError``
+    (nothing made visible stays: the record is written last)."""
+    return _retryable(_finish, s3, source, planned, model, settings, execution)
+
+
+def _retryable(step: Callable[..., Step], *args: Any) -> Step:
+    try:
+        return step(*args)
+    except RetryableError:
+        raise
+    except Exception as exc:
+        if retryable(exc):
+            raise RetryableError(bounded(f"{type(exc).__name__}: {exc}")) from exc
+        raise
+
+
+def _finish(
+    s3: Any,
+    source: dict[str, Any],
+    planned: dict[str, Any],
+    model: Model,
+    settings: BatchSettings,
+    execution: str | None,
+) -> Step:
     bucket, prefix, started = source["bucket"], planned["prefix"], planned["started"]
     job = _job(s3, source, model, settings)
     earlier = _finished(s3, bucket, source["key"], job.keys, source)
@@ -493,15 +580,16 @@ def finish(
     about = {"split": {"shares": planned["shares"], "share_bytes": planned["share_bytes"]}}
     if execution:
         about["split"]["execution"] = execution
-    results = _results(s3, bucket, prefix, int(planned["shares"]))
-    for index, found in enumerate(results):
-        if found is None:
+    found = _results(s3, bucket, prefix, int(planned["shares"]))
+    results = [entry[0] if entry is not None else None for entry in found]
+    for index, entry in enumerate(results):
+        if entry is None:
             reason = internal_error(AssertionError(f"share {index} left no result"))
             return _ended(s3, job, source, reason, started, prefix, about)
-        if found["status"] != "succeeded":
+        if entry["status"] != "succeeded":
             _tally(job, results[:index])
             return _ended(
-                s3, job, source, found["reason"], started, prefix, about, found.get("row_reached")
+                s3, job, source, entry["reason"], started, prefix, about, entry.get("row_reached")
             )
     done = [r for r in results if r is not None]
     _tally(job, done)
@@ -538,12 +626,10 @@ def finish(
         _timed(record, started)
         record.update(about)
         _put_json(s3, bucket, job.keys.record, record)
-    except Exception as exc:
+    except Exception:
         _withdraw(s3, bucket, completed)
-        if retryable(exc):
-            raise RetryableError(bounded(f"{type(exc).__name__}: {exc}")) from exc
         raise
-    cleanup(s3, bucket, prefix)
+    cleanup(s3, bucket, prefix, _made(planned, found))
     result = Result(
         source["key"],
         "succeeded",
@@ -609,7 +695,19 @@ def abort(
 ) -> Step:
     """A step failed for good: the file's failed job record (the error's name and cause), and
     nothing left under the plan's prefix. A record a step already wrote for this object
-    version stands."""
+    version stands. A fault of S3 is raised as ``RetryableError``."""
+    return _retryable(_abort, s3, source, error, model, settings, planned, execution)
+
+
+def _abort(
+    s3: Any,
+    source: dict[str, Any],
+    error: dict[str, Any] | None,
+    model: Model,
+    settings: BatchSettings,
+    planned: dict[str, Any] | None,
+    execution: str | None,
+) -> Step:
     bucket = source["bucket"]
     job = _job(s3, source, model, settings)
     prefix = (planned or {}).get("prefix") or _prefix(source)
@@ -647,11 +745,27 @@ def _prefix(source: dict[str, Any]) -> str:
     return split.staging_prefix(source["key"], version)
 
 
-def cleanup(s3: Any, bucket: str, prefix: str) -> None:
-    """Delete every object (every version) under a plan's prefix."""
+def cleanup(
+    s3: Any, bucket: str, prefix: str, made: list[tuple[str, str | None]] | None = None
+) -> None:
+    """Delete what a plan and its shares wrote: the versions in ``made`` (a file that
+    succeeded: what the plan and the results name, without listing), else every version
+    under the prefix (a failure may have left anything there). A version a retried attempt
+    left is the bucket's lifecycle rule's to expire."""
     if not prefix.startswith(split.STAGING):
         raise ValueError(f"not a plan's prefix: {prefix}")
-    for batch in _versions(s3, bucket, prefix):
+    if made is not None:
+        named = [
+            {"Key": key, **({"VersionId": version} if version else {})}
+            for key, version in dict.fromkeys(made)
+            if key.startswith(prefix)
+        ]
+        batches: Iterator[list[dict[str, str]]] = iter(
+            [named[i : i + 1000] for i in range(0, len(named), 1000)]
+        )
+    else:
+        batches = _versions(s3, bucket, prefix)
+    for batch in batches:
         gone = s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
         for failed in gone.get("Errors", []):
             _log.warning("could not delete %s: %s", failed.get("Key"), failed.get("Message"))

@@ -66,6 +66,7 @@ rows are then the original file's rows from ``first_row`` on.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import itertools
@@ -211,6 +212,7 @@ class Plan:
     content_bytes: int  # the file's content: decompressed, for a gzip input
     rows: int | None  # CSV: rows (records not blank), what the single path reads
     lines: int | None  # JSON Lines: lines (the single path reads those not blank)
+    written: tuple[tuple[str, str | None], ...] = ()  # plan.json, summary.json: key, version
 
     @property
     def items_key(self) -> str:
@@ -663,7 +665,7 @@ def plan(
             staging.write(taken, cuts)
             staging.finish()
         made = _plan(source, fmt, compressed, share_bytes, prefix, header, scanner, staging)
-        _write(s3, made)
+        made = dataclasses.replace(made, written=_write(s3, made))
     except BaseException:
         if staging is not None:
             staging.abort()
@@ -724,21 +726,25 @@ def _plan(
     )
 
 
-def _write(s3: Any, made: Plan) -> None:
-    """The items (a JSON array, one item per line), then the summary."""
+def _write(s3: Any, made: Plan) -> tuple[tuple[str, str | None], ...]:
+    """The items (a JSON array, one item per line), then the summary; their versions."""
     lines = ",\n".join(json.dumps(item, separators=(",", ":")) for item in made.items())
     bucket = made.source.bucket
-    s3.put_object(
+    items = s3.put_object(
         Bucket=bucket,
         Key=made.items_key,
         Body=f"[\n{lines}\n]\n".encode(),
         ContentType="application/json",
     )
-    s3.put_object(
+    summary = s3.put_object(
         Bucket=bucket,
         Key=made.summary_key,
         Body=json.dumps(made.summary(), indent=2).encode(),
         ContentType="application/json",
+    )
+    return (
+        (made.items_key, items.get("VersionId")),
+        (made.summary_key, summary.get("VersionId")),
     )
 
 
