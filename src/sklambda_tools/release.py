@@ -42,8 +42,8 @@ from sklambda.manifest import CARD_FILE, MANIFEST_FILE, Runtime, read_manifest
 RUNTIMES: tuple[str, ...] = get_args(Runtime)
 PLACEHOLDER = "unstamped"
 RELEASE_VARIABLE = "SKLAMBDA_RELEASE"
-VERSIONED = ("PredictFunction", "BatchFunction", "DriftFunction")
-SNAPSTART_FUNCTIONS = ("PredictFunction", "BatchFunction")
+VERSIONED = ("PredictFunction", "BatchFunction", "DriftFunction", "SplitFunction")
+SNAPSTART_FUNCTIONS = ("PredictFunction", "BatchFunction", "SplitFunction")
 BUILD_RULES = {
     "ServingRuntime": "ServingRuntimeMatchesTheBuild",
     "Architecture": "ArchitectureMatchesTheBuild",

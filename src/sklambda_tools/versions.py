@@ -1,14 +1,16 @@
 """The deployed functions' versions, and rollback of the API to one of them (`make versions`,
 `make rollback VERSION=<n>`).
 
-Each of PredictFunction, BatchFunction and DriftFunction publishes a version per release and is
+Each of PredictFunction, BatchFunction, DriftFunction and SplitFunction publishes a version per
+release and is
 reached through its alias ``live``. A version's description, written by the build, names what it
 serves: ``sklambda model=<name> version=<model version> release=<16 hex>``; the same release on
 two functions is the same model artifact and the same sklambda code.
 
 ``list`` shows each function's versions, newest first, and where ``live`` points (both versions
 and their weights while CodeDeploy shifts the predict alias). ``rollback --version N`` points the
-predict alias at version N, and the batch and drift aliases at their versions of N's release.
+predict alias at version N, and the batch, drift and split aliases at their versions of N's
+release.
 It refuses while a deployment runs, and moves nothing when N is live already.
 """
 
@@ -26,7 +28,9 @@ from typing import Any
 
 from sklambda_tools.release import Release, parse_description
 
-FUNCTIONS = ("PredictFunction", "BatchFunction", "DriftFunction")
+FUNCTIONS = ("PredictFunction", "BatchFunction", "DriftFunction", "SplitFunction")
+OPTIONAL = ("SplitFunction",)
+"""Functions a stack deployed before them lacks: listed and rolled back when it has them."""
 PREDICT = "PredictFunction"
 ALIAS = "live"
 DEFAULT_STACK = "sklambda"
@@ -242,7 +246,13 @@ def read_function(lam: Any, where: Target, logical_id: str, name: str) -> Functi
 
 
 def read_stack(cfn: Any, lam: Any, where: Target) -> dict[str, Function]:
-    names = {logical_id: function_name(cfn, where, logical_id) for logical_id in FUNCTIONS}
+    names = {}
+    for logical_id in FUNCTIONS:
+        try:
+            names[logical_id] = function_name(cfn, where, logical_id)
+        except Refused as exc:
+            if logical_id not in OPTIONAL or f"has no {logical_id}" not in str(exc):
+                raise
     return {
         logical_id: read_function(lam, where, logical_id, name)
         for logical_id, name in names.items()

@@ -716,3 +716,17 @@ def test_a_version_of_more_digits_than_any_lambda_publishes_is_refused(
     )
     assert len(err) < 200
     assert aliases(stack) == {"PredictFunction": "4", "BatchFunction": "3", "DriftFunction": "3"}
+
+
+def test_a_stack_with_the_split_function_rolls_it_back_with_the_batch_function(
+    aws: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    names = create_stack(functions=(*FUNCTIONS, "SplitFunction"))
+    for logical_id in (*FUNCTIONS, "SplitFunction"):
+        publish(names[logical_id], [built("1.0.0", A), built("1.1.0", B)], live="2")
+    code, out, err = run(capsys, "rollback", "--version", "1")
+    assert (code, err) == (0, "")
+    assert aliases(names) == dict.fromkeys((*FUNCTIONS, "SplitFunction"), "1")
+    assert f"  SplitFunction: live 2 -> 1, penguins 1.0.0, release {A}" in out
+    _, rows = table(run(capsys, "list")[1], "SplitFunction")
+    assert " live " in rows["1"]
