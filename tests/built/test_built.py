@@ -361,3 +361,66 @@ def test_the_built_drift_function_reports_like_the_source(
         }
     )
     assert '"DriftRows":0.0' in built.stdout  # its metrics, as EMF records
+
+
+def test_the_built_split_function_scores_a_file_as_the_single_path_does(
+    build_dir: Path,
+    built_template: dict,  # type: ignore[type-arg]
+    resolvers: dict[str, TemplateResolver],
+    python: str,
+    runtime_paths: list[str],
+    credentials: dict[str, str],
+) -> None:
+    import boto3
+
+    # Given a file in a versioned bucket, and the built template's state machine definition
+    definition = built_template["Resources"]["SplitStateMachine"]["Properties"]["DefinitionUri"]
+    assert json.loads((build_dir / definition).read_text())["StartAt"] == "Plan"
+    s3, bucket = boto3.client("s3"), "built-split-bucket"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    queue = boto3.client("sqs").create_queue(QueueName="built-split-dlq")["QueueUrl"]
+    data = (REPO / "tests" / "built" / "birds.csv").read_bytes()
+    env = {**credentials, "SKLAMBDA_DEAD_LETTER_QUEUE_URL": queue}
+    resolver = resolvers["onnx"]
+
+    def invoke(function: str, event: dict[str, Any], **more: str) -> Any:
+        run = invoke_built(
+            build_dir,
+            function,
+            event,
+            resolver,
+            python=python,
+            runtime_paths=runtime_paths,
+            env={**env, **more},
+        )
+        return run.result
+
+    outputs = {}
+    for path in ("one", "split"):
+        key = f"incoming/{path}/birds.csv"
+        made = s3.put_object(Bucket=bucket, Key=key, Body=data)
+        source = {"bucket": bucket, "key": key, "version_id": made["VersionId"]}
+        source |= {"etag": made["ETag"].strip('"'), "size": len(data)}
+        if path == "one":  # the batch function, in one invocation
+            obj = {"key": key, "size": len(data), "versionId": made["VersionId"]}
+            record = {"s3": {"bucket": {"name": bucket}, "object": obj}}
+            assert invoke("BatchFunction", {"Records": [record]})["results"][0]["status"] == (
+                "succeeded"
+            )
+        else:  # the built split function's steps, as its state machine runs them
+            tiny = {"SKLAMBDA_SPLIT_BYTES": "300", "SKLAMBDA_CHUNK_ROWS": "3"}
+            planned = invoke("SplitFunction", {"action": "plan", "source": source}, **tiny)
+            where = planned["items"]
+            items = json.loads(s3.get_object(Bucket=bucket, Key=where["key"])["Body"].read())
+            assert len(items) > 1
+            for item in items:
+                invoke("SplitFunction", {"action": "score", "item": item}, **tiny)
+            finish = {"action": "finish", "source": source, "plan": planned}
+            assert invoke("SplitFunction", finish, **tiny)["status"] == "succeeded"
+        outputs[path] = [
+            s3.get_object(Bucket=bucket, Key=f"{prefix}/{path}/birds.csv{suffix}")["Body"].read()
+            for prefix, suffix in (("predictions", ""), ("errors", ".jsonl"))
+        ]
+    # Then the outputs are the single path's, byte for byte
+    assert outputs["split"] == outputs["one"]
