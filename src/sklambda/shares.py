@@ -86,9 +86,18 @@ def execution_name(bucket: str, key: str, version: str | None) -> str:
 
 def start_split(sfn: Any, state_machine_arn: str, source: dict[str, Any]) -> Result:
     """Start the split execution of ``source`` (bucket, key, version_id, etag, size): a
-    ``split`` result, or ``duplicate`` when this object version's execution exists."""
+    ``split`` result, or ``duplicate`` when this object version's execution exists (running
+    or ended: Step Functions would answer a start of a running one with that one)."""
     version = source.get("version_id") or source.get("etag")
     name = execution_name(source["bucket"], source["key"], version)
+    arn = state_machine_arn.replace(":stateMachine:", ":execution:", 1) + ":" + name
+    try:
+        sfn.describe_execution(executionArn=arn)
+    except ClientError as exc:
+        if _code(exc) != "ExecutionDoesNotExist":
+            raise
+    else:
+        return Result(source["key"], "duplicate", reason=f"already split (execution {name})")
     try:
         sfn.start_execution(
             stateMachineArn=state_machine_arn,

@@ -481,9 +481,17 @@ def test_an_unknown_action_is_refused(split: Split) -> None:
 
 
 class Started:
-    def __init__(self, fail: str | None = None) -> None:
+    def __init__(self, fail: str | None = None, exists: bool = False) -> None:
         self.calls: list[dict[str, Any]] = []
-        self.fail = fail
+        self.described: list[str] = []
+        self.fail, self.exists = fail, exists
+
+    def describe_execution(self, executionArn: str) -> dict[str, Any]:
+        self.described.append(executionArn)
+        if not self.exists:
+            error = {"Error": {"Code": "ExecutionDoesNotExist", "Message": "x"}}
+            raise ClientError(error, "DescribeExecution")
+        return {"status": "RUNNING"}
 
     def start_execution(self, **kwargs: Any) -> dict[str, Any]:
         self.calls.append(kwargs)
@@ -495,15 +503,22 @@ class Started:
 def test_a_file_over_the_threshold_starts_one_execution_named_for_its_version() -> None:
     sfn = Started()
     source = {"bucket": "b", "key": "incoming/x.csv", "version_id": "v1", "etag": "e", "size": 9}
-    result = shares.start_split(sfn, "arn:machine", source)
+    machine = "arn:aws:states:us-east-1:123456789012:stateMachine:s-split"
+    result = shares.start_split(sfn, machine, source)
     (call,) = sfn.calls
     assert result.status == "split" and call["name"] in (result.reason or "")
     assert call["name"] == shares.execution_name("b", "incoming/x.csv", "v1")
     assert json.loads(call["input"]) == {"source": source}
-    again = shares.start_split(Started("ExecutionAlreadyExists"), "arn:machine", source)
+    assert sfn.described == [
+        f"arn:aws:states:us-east-1:123456789012:execution:s-split:{call['name']}"
+    ]
+    running = Started(exists=True)  # a delivery while it runs, or after: nothing started
+    assert shares.start_split(running, machine, source).status == "duplicate"
+    assert running.calls == []
+    again = shares.start_split(Started("ExecutionAlreadyExists"), machine, source)
     assert again.status == "duplicate"
     with pytest.raises(ClientError):
-        shares.start_split(Started("ThrottlingException"), "arn:machine", source)
+        shares.start_split(Started("ThrottlingException"), machine, source)
 
 
 @given(

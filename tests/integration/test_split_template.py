@@ -129,8 +129,14 @@ def test_the_batch_function_may_start_the_split_and_nothing_else_there(
         for s in statements(cfn, "BatchFunctionRole")
         if any(a.startswith("states:") for a in actions(s))
     ]
-    assert [actions(s) for s in granted] == [{"states:StartExecution"}]
+    assert [actions(s) for s in granted] == [
+        {"states:StartExecution"},
+        {"states:DescribeExecution"},
+    ]
     assert resources(granted[0]) == [{"Ref": "SplitStateMachine"}]
+    name = cfn["Resources"]["SplitStateMachine"]["Properties"]["StateMachineName"]["Fn::Sub"]
+    execution = MACHINE.replace("stateMachine:", "execution:") + name + ":*"
+    assert subs(granted[1]) == [execution]  # its own executions, to find a file's
     env = cfn["Resources"]["BatchFunction"]["Properties"]["Environment"]["Variables"]
     assert env["SKLAMBDA_SPLIT_STATE_MACHINE_ARN"] == {"Ref": "SplitStateMachine"}
     assert env["SKLAMBDA_SPLIT_BYTES"] == {"Ref": "BatchSplitBytes"}
