@@ -118,10 +118,12 @@ batch: setup $(MODEL_DIR)/model.json  ## score FILE through the batch function i
 	$(PY) scripts/batch.py "$(FILE)" --out out --model $(MODEL_DIR) $(RUNTIME_FLAG) \
 	  $(if $(SPLIT_BYTES),--split-bytes "$(SPLIT_BYTES)") $(if $(WORKERS),--workers "$(WORKERS)")
 
-bench: setup build-host  ## benchmarks: online latency, batch throughput and memory, cold starts, capture and the drift job, the pre-traffic check
+bench: setup build-host  ## benchmarks: online latency, batch throughput and memory, the split path, cold starts, capture and the drift job, the pre-traffic check
 	@mkdir -p out/bench
 	$(PY) bench/online.py --json out/bench/online.json
 	$(PY) bench/batch.py --json out/bench/batch.json
+	$(PY) bench/split.py --json out/bench/split.json
+	$(PY) bench/scale_costs.py --json out/bench/split.json
 	$(PY) bench/cold_start.py --json out/bench/cold_start.json
 	$(PY) bench/monitoring.py --json out/bench/monitoring.json
 	$(PY) bench/hardening.py --json out/bench/hardening.json
