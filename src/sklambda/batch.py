@@ -607,7 +607,7 @@ class _Job:
         self._stripped = {name for name in self.passthrough if name not in features}
         self._known = features | set(self.passthrough)
         self.ignored_columns: list[str] = []
-        self._ignored: set[str] = set()
+        self._ignored: dict[str, None] = {}  # in the order they were met
         self._sinks: list[TextSink] = []
         self._completed: list[tuple[str, str | None]] = []  # (key, version) made visible
         self.format = formatter(model)
@@ -764,7 +764,9 @@ class _Job:
             )
             for chunk in self._guarded(lines):
                 self._jsonl_chunk(chunk, predictions, errors)
-            self.ignored_columns = sorted(self._ignored)
+            # a share keeps the order they were met in, for the finisher to merge as the
+            # single path meets them (the first max_columns, chunk by chunk)
+            self.ignored_columns = sorted(self._ignored) if share is None else list(self._ignored)
         if share is None:
             self.check_rows()
         # The errors first: predictions are never visible without them.
@@ -886,7 +888,7 @@ class _Job:
         for name in sorted(keys - self._known):
             if len(self._ignored) >= self.settings.max_columns:
                 break
-            self._ignored.add(name)
+            self._ignored.setdefault(name)
 
     def _write_errors(self, errors: TextSink, rejected: _Rejected) -> None:
         if rejected.reasons:

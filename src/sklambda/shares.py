@@ -664,9 +664,10 @@ def _tally(job: _Job, results: Sequence[dict[str, Any] | None]) -> None:
         job.drift.load_json(found["drift"])
         for kind, counts in found["noted"].items():
             job.noted[kind].update(counts)
-        for name in found["ignored_columns"]:
-            if len(ignored) < job.settings.max_columns:
-                ignored.setdefault(name)
+        for name in found["ignored_columns"]:  # in the order the share met them
+            if len(ignored) >= job.settings.max_columns:
+                break
+            ignored.setdefault(name)
     job.ignored_columns = sorted(ignored) if job.fmt == "jsonl" else list(ignored)
 
 

@@ -578,3 +578,17 @@ def test_settings_refuse_a_split_of_no_bytes() -> None:
         read_settings(
             BatchSettings, {"SKLAMBDA_DEAD_LETTER_QUEUE_URL": "q", "SKLAMBDA_SPLIT_BYTES": "0"}
         )
+
+
+def test_unknown_keys_past_the_column_limit_are_the_single_paths_first_ones(
+    make_split: Callable[..., Split],
+) -> None:
+    # More unknown keys than SKLAMBDA_MAX_COLUMNS (2): the single path keeps the first it
+    # meets, chunk by chunk (x, then m; b comes too late); a share met m before b too
+    split = make_split(SKLAMBDA_MAX_COLUMNS="2", SKLAMBDA_CHUNK_ROWS="1")
+    extras = [{"x": 1}, {}, {"m": 1}, {"b": 1}, {"c": 1}, {}]
+    lines = [json.dumps({**BIRDS[n], **extra}) for n, extra in enumerate(extras)]
+    data = "".join(line + "\n" for line in lines).encode()
+    split = make_again(split, SKLAMBDA_SPLIT_BYTES=str(len(lines[0]) + len(lines[1])))
+    record = assert_same(split, "unknown.jsonl", data)
+    assert record["ignored_columns"] == ["m", "x"] and record["split"]["shares"] == 3
