@@ -16,7 +16,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sklambda import aws, shares, snapstart
-from sklambda.batch import check_settings, file_metrics, send_dead_letter
+from sklambda.batch import check_settings, file_metrics, retryable, send_dead_letter
 from sklambda.metrics import Dimension, MetricSet
 from sklambda.model import get_model
 from sklambda.settings import BatchSettings, get_settings
@@ -75,13 +75,18 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             if result.status == "failed" and result.dead_letter == "pending":
                 logger.error("file failed", extra=log)
                 bucket = result.record["source"]["bucket"]
-                send_dead_letter(
-                    aws.client("s3"),
-                    aws.client("sqs"),
-                    settings.dead_letter_queue_url,
-                    bucket,
-                    result,
-                )
+                try:
+                    send_dead_letter(
+                        aws.client("s3"),
+                        aws.client("sqs"),
+                        settings.dead_letter_queue_url,
+                        bucket,
+                        result,
+                    )
+                except Exception as exc:  # SQS or S3 trouble: the step again sends it
+                    if retryable(exc):
+                        raise shares.RetryableError(f"dead letter not sent: {exc}") from exc
+                    raise
             else:
                 logger.info("file done", extra=log)
             file_metrics(metrics, result)

@@ -380,7 +380,9 @@ def _plain_block(build: _ChunkBuilder, lines: str, width: int, limit: int) -> It
         yield from build.add_columns([cells[j::width] for j in range(width)], rows, len(lines))
         return
     for cells_of_row in csv.reader(io.StringIO(lines, newline="")):
-        if lone_cr and sum(map(len, cells_of_row)) + len(cells_of_row) - 1 > limit:  # CR ends
+        # a lone CR ends rows here: each row's bytes (its cells and commas) against the limit,
+        # as every other reader of a record measures it
+        if lone_cr and sum(map(_utf8_len, cells_of_row)) + len(cells_of_row) - 1 > limit:
             raise _long_row(build.number + 1, limit)
         yield from build.add_row(cells_of_row)
 

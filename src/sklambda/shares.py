@@ -22,7 +22,8 @@ state machine invokes ``SplitFunction`` (``functions/split/app.py``) for each st
   merges the counts, the drift bins and the notes, writes the job record last, and deletes
   everything under the plan's prefix.
 - ``abort`` (``abort``): a step failed for good (the state machine's ``Catch``): the failed job
-  record, the outputs that step may have completed withdrawn, the prefix deleted.
+  record, the outputs a finish stopped half-way had completed withdrawn (it notes each in
+  ``finishing.json`` under the prefix as it completes it), the prefix deleted.
 
 A failed file's job record says ``dead_letter: "pending"`` until the function has sent its
 dead-letter message, as on the single path; the state machine then fails.
@@ -69,6 +70,7 @@ MAX_PART_BYTES = 5 * 1024**3  # S3's largest part
 READ_BYTES = 1 << 20
 RESULT_READERS = 16  # the finisher reads the shares' results this many at a time
 ASSEMBLERS = 8  # and uploads or copies this many parts of an output at a time
+FINISHING = "finishing.json"  # under the prefix: the outputs a finish has made visible
 _log = logging.getLogger(__name__)
 
 
@@ -196,6 +198,7 @@ def _plan_file(s3: Any, source: dict[str, Any], model: Model, settings: BatchSet
             source["bucket"],
             source["key"],
             source.get("version_id"),
+            etag=source.get("etag"),
             share_bytes=settings.split_bytes,
             fmt=fmt,
             compressed=compressed,
@@ -208,7 +211,7 @@ def _plan_file(s3: Any, source: dict[str, Any], model: Model, settings: BatchSet
     except FILE_FAULTS as exc:
         return _failed_step(s3, job, source, file_failure(exc), started)
     except ClientError as exc:
-        if _code(exc) in GONE:
+        if _code(exc) in (*GONE, "PreconditionFailed"):  # deleted, or replaced (no versions)
             reason = "the object no longer exists (deleted before it was read)"
             return _failed_step(s3, job, source, reason, started)
         raise
@@ -617,6 +620,7 @@ def _finish(
             errors.abort()
             raise
         completed.append((job.keys.errors, errors.version_id))
+        marks = [_mark(s3, bucket, prefix, completed)]
         parts = [r["parts"]["predictions"] for r in done]
         if job.compressed:
             version = _compressed(s3, bucket, job.keys.predictions, parts)
@@ -631,6 +635,7 @@ def _finish(
                 raise
             version = predictions.version_id
         completed.append((job.keys.predictions, version))
+        marks.append(_mark(s3, bucket, prefix, completed))
         record = job.record(source, "succeeded", None, False, None, started, 0.0)
         _timed(record, started)
         record.update(about)
@@ -638,7 +643,7 @@ def _finish(
     except Exception:
         _withdraw(s3, bucket, completed)
         raise
-    cleanup(s3, bucket, prefix, _made(planned, found))
+    cleanup(s3, bucket, prefix, [*_made(planned, found), *marks])
     result = Result(
         source["key"],
         "succeeded",
@@ -686,6 +691,30 @@ def _ended(
     return step
 
 
+def _mark(
+    s3: Any, bucket: str, prefix: str, completed: list[tuple[str, str | None]]
+) -> tuple[str, str | None]:
+    """Note the outputs made visible so far under the prefix (``finishing.json``): a finish
+    stopped before its job record (a Lambda timeout: no ``except`` runs) leaves them there for
+    the abort to withdraw. Its key and version."""
+    key = prefix + FINISHING
+    made = s3.put_object(
+        Bucket=bucket,
+        Key=key,
+        Body=json.dumps({"completed": completed}).encode(),
+        ContentType="application/json",
+    )
+    return key, made.get("VersionId")
+
+
+def _marked(s3: Any, bucket: str, prefix: str) -> list[tuple[str, str | None]]:
+    """The outputs a finish made visible before it stopped (none: it did not get so far)."""
+    found = _read_json(s3, bucket, prefix + FINISHING)
+    if found is None:
+        return []
+    return [(str(key), version) for key, version in found[0].get("completed", [])]
+
+
 def _withdraw(s3: Any, bucket: str, completed: list[tuple[str, str | None]]) -> None:
     for key, version in reversed(completed):
         try:
@@ -725,6 +754,7 @@ def _abort(
     if earlier is not None:  # a step wrote the record (a failure, or the outputs): it stands
         cleanup(s3, bucket, prefix)
         return Step({"status": earlier.record.get("status", earlier.status)}, earlier)
+    _withdraw(s3, bucket, _marked(s3, bucket, prefix))  # a finish stopped half-way
     error = error or {}
     cause = _cause(error.get("Cause"))
     reason = f"a step of the split path failed: {error.get('Error', 'unknown error')}"

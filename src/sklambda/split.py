@@ -20,8 +20,9 @@ start a new record:
 
 A CSV record longer than ``max_line_bytes`` (quoted newlines included, its line ending aside)
 fails the plan with ``batchio.long_row``, the single path's reason. What the planner does not
-look at is the worker's to find: text that is not UTF-8 (except in the header), bad JSON,
-rows of the wrong width. What it raises: ``FileError`` for the file (the single path's reasons:
+look at is the worker's to find: bad JSON, rows of the wrong width. A CSV file's text is
+checked to be UTF-8 as it streams (``UnicodeDecodeError``, raised before the faults of later
+pieces). What it raises: ``FileError`` for the file (the single path's reasons:
 an empty file, a bad header, a long record, a decompression bomb); ``UnicodeDecodeError`` for a
 header that is not UTF-8 and gzip's errors (``gzip.BadGzipFile``, ``zlib.error``,
 ``EOFError``) as they are, which the caller turns into the reasons ``batch`` gives them; S3's
@@ -29,9 +30,11 @@ errors as they are (worth a retry). A file whose header is valid always has at l
 share, possibly of 0 bytes: whether a file with no rows fails is the finisher's to say (for
 the same reason as the single path, after the header has been checked against the model).
 
-Where things go (``staging_prefix``): ``shares/<key>/<version>/`` (the object's key as it is,
-``<version>`` its version id, or its ETag in a bucket without versioning; a key too long for
-that takes ``shares/<sha256 of key and version>/``). Under it:
+Where things go (``staging_prefix``): ``shares/<sha256 of key and version>/`` (``<version>``
+the version id, or the ETag in a bucket without versioning). A hash, not the key itself: no
+file's prefix may hold another's (``incoming/a.csv/<ETag>/b.csv`` would sit inside
+``incoming/a.csv``'s), and every name under it fits S3's 1,024 bytes whatever the key. The
+summary names the source. Under it:
 
 - ``plan.json``: the items, a JSON array (one share per line), for a Distributed Map
   ``ItemReader`` (``arn:aws:states:::s3:getObject``, ``ReaderConfig: {InputType: JSON}``);
@@ -55,7 +58,7 @@ One item (``Share.item()``), what one worker needs::
      "format": "csv", "compressed": false,   # the input's (the outputs keep it)
      "staged": false,                    # true: key is a staged, uncompressed copy (gzip input)
      "header": {"bucket", "key", "version_id", "etag", "range", "start", "end", "bom"} | null,
-     "prefix": "shares/incoming/day.csv/v1/"}
+     "prefix": "shares/3f1c...e2/"}       # sha256 of key and version
 
 ``key`` and ``version_id`` name the object to read: the input itself (``etag`` for an
 ``IfMatch`` where there is no version), or its staged share. A CSV worker reads the header's
@@ -66,6 +69,7 @@ rows are then the original file's rows from ``first_row`` on.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import hashlib
 import io
@@ -95,8 +99,6 @@ SUMMARY = "summary.json"
 HEADER = "header"
 READ_SIZE = 1 << 20
 CHUNK_ROWS = 10_000  # the batch setting's default
-MAX_KEY_BYTES = 1024  # S3's longest key
-_LONGEST_NAME = len("share-") + 12  # the longest name under the prefix, with room to spare
 _BOM = b"\xef\xbb\xbf"
 _CR, _LF, _QUOTE, _COMMA = 13, 10, 34, 44
 _FIELD_START = frozenset(b",\r\n")  # a byte after which a field starts (outside quotes)
@@ -117,10 +119,8 @@ _log = logging.getLogger(__name__)
 
 
 def staging_prefix(key: str, version: str) -> str:
-    """Where the plan of one version (or ETag) of ``key`` and its staged shares go."""
-    readable = f"{STAGING}{key}/{version}/"
-    if len(readable.encode()) + _LONGEST_NAME <= MAX_KEY_BYTES:
-        return readable
+    """Where the plan of one version (or ETag) of ``key`` and its staged shares go: one
+    prefix per object version, none inside another."""
     identity = json.dumps([key, version]).encode()
     return f"{STAGING}{hashlib.sha256(identity).hexdigest()}/"
 
@@ -606,6 +606,7 @@ def plan(
     key: str,
     version_id: str | None = None,
     *,
+    etag: str | None = None,
     share_bytes: int,
     fmt: Format,
     compressed: bool | None = None,
@@ -616,7 +617,8 @@ def plan(
     header_check: Callable[[list[str]], None] | None = None,
     chunk_rows: int = CHUNK_ROWS,
 ) -> Plan:
-    """Plan ``s3://bucket/key`` (that version, else the current one) in shares of about
+    """Plan ``s3://bucket/key`` (that version; in a bucket without versioning, the object of
+    that ``etag``; else the current one) in shares of about
     ``share_bytes`` of content (at least that, but for the last; at most that plus one record),
     and write the plan (``plan.json``, then ``summary.json``) under its staging prefix.
 
@@ -628,7 +630,8 @@ def plan(
         raise ValueError("share_bytes and read_size must be at least 1")
     if compressed is None:
         compressed = key.lower().endswith(".gz")
-    got = s3.get_object(Bucket=bucket, Key=key, **({"VersionId": version_id} if version_id else {}))
+    which = {"VersionId": version_id} if version_id else {"IfMatch": etag} if etag else {}
+    got = s3.get_object(Bucket=bucket, Key=key, **which)  # that version: not a newer upload
     etag = str(got.get("ETag", "")).strip('"') or None
     source = Source(bucket, key, got.get("VersionId") or version_id, etag, got["ContentLength"])
     prefix = staging_prefix(key, source.version_id or source.etag or "unversioned")
@@ -655,11 +658,19 @@ def plan(
         else:
             rest = b""
             scanner = _JsonlScanner(0, share_bytes, chunk_rows)
+        # A CSV file is UTF-8 text as a whole: each piece is checked before it is scanned, so
+        # that text that is not UTF-8 fails the file where the single path's reader fails it
+        # (before a fault later in the file), with the same reason.
+        text = codecs.getincrementaldecoder("utf-8")() if fmt == "csv" else None
         for data in itertools.chain([rest], iter(lambda: stream.read(piece), b"")):
             if data:
+                if text is not None:
+                    text.decode(data)
                 taken, cuts = scanner.feed(data, eof=False)
                 if staging is not None:
                     staging.write(taken, cuts)
+        if text is not None:
+            text.decode(b"", True)
         taken, cuts = scanner.feed(b"", eof=True)
         if staging is not None:
             staging.write(taken, cuts)

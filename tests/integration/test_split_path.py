@@ -57,7 +57,7 @@ class Split:
         return {
             "bucket": BUCKET,
             "key": key,
-            "version_id": made["VersionId"],
+            "version_id": made.get("VersionId"),
             "etag": made["ETag"].strip('"'),
             "size": len(data),
         }
@@ -592,3 +592,97 @@ def test_unknown_keys_past_the_column_limit_are_the_single_paths_first_ones(
     split = make_again(split, SKLAMBDA_SPLIT_BYTES=str(len(lines[0]) + len(lines[1])))
     record = assert_same(split, "unknown.jsonl", data)
     assert record["ignored_columns"] == ["m", "x"] and record["split"]["shares"] == 3
+
+
+class Killed(BaseException):
+    """What a Lambda timeout does to a step: nothing after it runs, no ``except`` either."""
+
+
+def test_an_abort_withdraws_what_a_finish_stopped_by_its_timeout_made_visible(
+    split: Split, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = split.put("incoming/killed.csv", messy_csv(7, 40, "\n", False))
+    planned = split.step({"action": "plan", "source": source})
+    for item in split.items(planned):
+        split.step({"action": "score", "item": item})
+
+    def timed_out(*_: Any) -> None:  # the outputs are complete: the record comes next
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(shares, "_timed", timed_out)
+        with pytest.raises(Killed):
+            split.step({"action": "finish", "source": source, "plan": planned})
+    assert split.outputs("incoming/killed.csv")[:2] != (None, None)  # visible, no record
+    error = {"Error": "Sandbox.Timedout", "Cause": "Task timed out after 900.00 seconds"}
+    state = {"source": source, "plan": {"Payload": planned}, "error": error}
+    assert split.step({"action": "abort", "state": state})["status"] == "failed"
+    predictions, errors, record = split.outputs("incoming/killed.csv")
+    assert (predictions, errors) == (None, None)
+    assert record is not None and "Sandbox.Timedout" in record["reason"]
+    assert split.left() == []
+
+
+def test_a_dead_letter_that_cannot_be_sent_is_a_retryable_fault_of_the_step(
+    split: Split,
+) -> None:
+    source = split.put("incoming/unsent.csv", b"island,island\n1,2\n")
+
+    def throttled(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "x"}}, "Send")
+
+    from sklambda import aws
+
+    aws.client("sqs").meta.events.register("provide-client-params.sqs.SendMessage", throttled)
+    with pytest.raises(shares.RetryableError, match="dead letter not sent"):
+        split.step({"action": "plan", "source": source})
+    aws.client("sqs").meta.events.unregister("provide-client-params.sqs.SendMessage", throttled)
+    record = split.outputs("incoming/unsent.csv")[2]
+    assert record is not None and record["dead_letter"] == "pending"
+    # the retry of the step sends it, once
+    assert split.step({"action": "plan", "source": source})["status"] == "failed"
+    assert len(split.dead_letters()) == 1
+    assert split.outputs("incoming/unsent.csv")[2]["dead_letter"] == "sent"  # type: ignore[index]
+
+
+def test_a_file_not_utf8_early_fails_for_that_and_not_for_a_long_row_later(
+    make_split: Callable[..., Split],
+) -> None:
+    split = make_split(SKLAMBDA_MAX_LINE_BYTES="1024")
+    data = csv_of(BIRDS[:1]).encode() + b"Dr\xe9am,1,1,1,1,male\n"
+    data += csv_of(BIRDS[:40]).split("\n", 1)[1].encode() + b"Biscoe," + b"9" * 2000 + b"\n"
+    one = single(split, "incoming/single/two-faults.csv", data)
+    assert one[2] is not None and "not UTF-8" in one[2]["reason"]
+    assert split.run(split.put("incoming/split/two-faults.csv", data)) == "failed"
+    record = split.outputs("incoming/split/two-faults.csv")[2]
+    assert record is not None and record["reason"] == one[2]["reason"]
+
+
+def test_an_object_overwritten_in_a_bucket_without_versions_is_not_planned_in_its_place(
+    make_split: Callable[..., Split],
+) -> None:
+    split = make_split()
+    split.s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Suspended"})
+    first = split.put("incoming/over.csv", csv_of(BIRDS[:40]).encode())
+    second = split.put("incoming/over.csv", csv_of(BIRDS[40:100]).encode())
+    first["version_id"] = second["version_id"] = None
+    gone = split.step({"action": "plan", "source": first})
+    assert gone["status"] == "failed" and "no longer exists" in gone["reason"]
+    assert split.run(second) == "succeeded"
+    record = split.outputs("incoming/over.csv")[2]
+    assert record is not None and record["source"]["etag"] == second["etag"]
+    assert record["rows"]["read"] == 60
+
+
+def test_a_share_out_of_time_fails_the_file_naming_the_first_such_share(
+    make_split: Callable[..., Split],
+) -> None:
+    # Every worker finds too little time left (the guard above the timeout): each share's
+    # result says so, and the file fails with the first share's reason, in file order
+    split = make_split(SKLAMBDA_TIME_GUARD_SECONDS="100000")
+    source = split.put("incoming/late.csv", messy_csv(8, 40, "\n", False))
+    assert split.run(source, order=lambda items: items[::-1]) == "failed"
+    predictions, errors, record = split.outputs("incoming/late.csv")
+    assert (predictions, errors) == (None, None) and record is not None
+    assert record["reason"].startswith("stopped after row 0:") and record["row_reached"] == 0
+    assert split.left() == [] and len(split.dead_letters()) == 1

@@ -257,3 +257,14 @@ def test_without_a_size_the_expansion_is_measured_against_what_was_read() -> Non
     body = bomb(50_000_000)
     with pytest.raises(FileError, match=rf"more than 20 times its compressed size \({len(body)} "):
         open_bytes(io.BytesIO(body), True, max_expansion=20).read()
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n", "\r"])
+def test_a_row_is_measured_in_bytes_whatever_ends_it(ending: str) -> None:
+    # 600 characters of two bytes each: 1,200 bytes, over a limit of 1,024, with any line ending
+    text = ending.join(["a,b", "1,2", "3," + "é" * 600, "4,5"]) + ending
+    with pytest.raises(FileError, match="row 2 is longer than 1024 bytes"):
+        list(read_csv(io.StringIO(text, newline=""), 10, max_line_bytes=1024)[1])
+    fits = ending.join(["a,b", "3," + "é" * 511]) + ending  # 1,024 bytes
+    (chunk,) = read_csv(io.StringIO(fits, newline=""), 10, max_line_bytes=1024)[1]
+    assert chunk.numbers == [1]

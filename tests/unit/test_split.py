@@ -535,7 +535,7 @@ def test_a_gzip_csv_is_staged_in_uncompressed_shares() -> None:
         assert header["key"] == plan.prefix + "header" and header["bom"] is True
         assert staged_content(s3, header) == b"\xef\xbb\xbfid,note\r\n"
         assert plan.source.size < len(content) and plan.content_bytes == len(content)
-        assert plan.prefix == f"shares/{plan.source.key}/{plan.source.version_id}/"
+        assert plan.prefix == split.staging_prefix(plan.source.key, str(plan.source.version_id))
 
 
 def test_a_gzip_json_lines_file_is_staged(s3: Any) -> None:
@@ -682,7 +682,8 @@ def test_the_plan_is_a_json_array_for_the_item_reader_and_a_summary() -> None:
         items = items_of(s3, plan)
         assert len(items) == 4 and all(len(json.dumps(i)) < 1024 for i in items)
         source = plan.source
-        assert source.version_id and plan.prefix == f"shares/{source.key}/{source.version_id}/"
+        assert source.version_id
+        assert plan.prefix == split.staging_prefix(source.key, source.version_id)
         assert items[1] == {
             "share": 1,
             "shares": 4,
@@ -722,14 +723,19 @@ def test_the_plan_is_a_json_array_for_the_item_reader_and_a_summary() -> None:
 def test_an_unversioned_object_is_named_by_its_etag(s3: Any) -> None:
     plan = planned(s3, b"a\n1\n", share_bytes=1)
     assert plan.source.version_id is None and plan.source.etag
-    assert plan.prefix == f"shares/{plan.source.key}/{plan.source.etag}/"
+    assert plan.prefix == split.staging_prefix(plan.source.key, str(plan.source.etag))
     assert all(s.etag == plan.source.etag for s in plan.shares)
 
 
-def test_a_key_too_long_for_a_readable_prefix_takes_a_hash() -> None:
-    prefix = split.staging_prefix("incoming/" + "k" * 1000 + ".csv", "v1")
-    assert len(prefix) == len("shares/") + 64 + 1
-    assert split.staging_prefix("incoming/a.csv", "v1") == "shares/incoming/a.csv/v1/"
+def test_no_prefix_is_inside_another_and_every_name_under_one_fits_s3() -> None:
+    # a key that spells another file's prefix (its key, then that ETag) stages elsewhere
+    a = split.staging_prefix("incoming/a.csv", "e1")
+    b = split.staging_prefix("incoming/a.csv/e1/b.csv", "e2")
+    assert not b.startswith(a) and not a.startswith(b)
+    assert split.staging_prefix("incoming/a.csv", "e2") != a
+    for key in ("incoming/a.csv", "incoming/" + "k" * 1010 + ".csv"):
+        prefix = split.staging_prefix(key, "v1")
+        assert len(prefix) == len("shares/") + 64 + 1 and prefix.startswith(split.STAGING)
 
 
 def test_share_bytes_must_be_positive(s3: Any) -> None:
