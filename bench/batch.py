@@ -28,16 +28,8 @@ BUCKET = "bench-data"
 WORKER = r"""
 import json, os, sys, time, io
 job, key = sys.argv[1], sys.argv[2]
-
-def peak_reset():
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-def rss(field):
-    for line in open("/proc/self/status"):
-        if line.startswith(field):
-            return int(line.split()[1]) * 1024
-    return 0
+sys.path.insert(0, os.environ["BENCH_DIR"])
+from drain import drained_stdout, peak_reset, rss
 
 import boto3
 s3 = boto3.client("s3")
@@ -53,8 +45,6 @@ else:
     model = joblib.load(os.path.join(os.environ["SKLAMBDA_MODEL_DIR"], "model.joblib"))
 # Both jobs write their stdout (the handler: logs, metrics) into a pipe that another process
 # drains, as on Lambda; the drain starts before the clock and the peak reset.
-sys.path.insert(0, os.environ["BENCH_DIR"])
-from drain import drained_stdout
 with drained_stdout():
     before = rss("VmRSS")
     peak_reset()

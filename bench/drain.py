@@ -85,3 +85,19 @@ def drained_stdout() -> Iterator[None]:
                 os.dup2(saved, 1)  # drops this process's last hold on the pipe's write end
     finally:
         os.close(saved)
+
+
+def peak_reset() -> None:
+    """Reset this process's peak resident memory (``VmHWM``), so that what follows is measured
+    alone."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def rss(field: str) -> int:
+    """A memory figure of this process from ``/proc/self/status`` (``VmRSS``, ``VmHWM``), bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1]) * 1024
+    return 0

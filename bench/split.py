@@ -40,21 +40,11 @@ SPLIT_HANDLER = ROOT / "functions" / "split" / "app.py"
 STEPS = r"""
 import json, os, sys, time
 events = json.loads(sys.stdin.read())
-
-def peak_reset():
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-def rss(field):
-    for line in open("/proc/self/status"):
-        if line.startswith(field):
-            return int(line.split()[1]) * 1024
-    return 0
+sys.path.insert(0, os.environ["BENCH_DIR"])
+from drain import drained_stdout, peak_reset, rss
 
 from sklambda_tools.local import LambdaContext, load_handler
 app = load_handler(os.environ["BENCH_SPLIT_HANDLER"])
-sys.path.insert(0, os.environ["BENCH_DIR"])
-from drain import drained_stdout
 seconds, payloads = [], []
 with drained_stdout():
     before = rss("VmRSS")

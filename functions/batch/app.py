@@ -94,13 +94,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                 logger.error("file failed", extra=log)
                 if result.dead_letter == "pending":
                     try:
-                        send_dead_letter(
-                            aws.client("s3"),
-                            aws.client("sqs"),
-                            settings.dead_letter_queue_url,
-                            bucket,
-                            result,
-                        )
+                        queue = settings.dead_letter_queue_url
+                        send_dead_letter(aws.client("s3"), aws.client("sqs"), queue, result)
                     except Exception:
                         logger.exception(
                             "dead-letter message not sent or not recorded; raising so that "

@@ -74,15 +74,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             log = {"key": result.key, "status": result.status, "reason": result.reason}
             if result.status == "failed" and result.dead_letter == "pending":
                 logger.error("file failed", extra=log)
-                bucket = result.record["source"]["bucket"]
                 try:
-                    send_dead_letter(
-                        aws.client("s3"),
-                        aws.client("sqs"),
-                        settings.dead_letter_queue_url,
-                        bucket,
-                        result,
-                    )
+                    queue = settings.dead_letter_queue_url
+                    send_dead_letter(aws.client("s3"), aws.client("sqs"), queue, result)
                 except Exception as exc:  # SQS or S3 trouble: the step again sends it
                     if retryable(exc):
                         raise shares.RetryableError(f"dead letter not sent: {exc}") from exc

@@ -240,9 +240,11 @@ def file_metrics(metrics: MetricSet, result: Result) -> None:
         metrics.add_per(MetricName.FEATURE_DRIFT, Dimension.FEATURE, drift["psi"], Unit.NONE)
 
 
-def send_dead_letter(s3: Any, sqs: Any, queue_url: str, bucket: str, result: Result) -> None:
-    """Send a failed file's dead-letter message, then record in its job record that it was
-    sent. Raises when either fails: the retry finds the letter pending and sends it."""
+def send_dead_letter(s3: Any, sqs: Any, queue_url: str, result: Result) -> None:
+    """Send a failed file's dead-letter message, then record in its job record (in the
+    source's bucket) that it was sent. Raises when either fails: the retry finds the letter
+    pending and sends it."""
+    bucket = result.record["source"]["bucket"]
     body = {
         "reason": bounded(str(result.reason)),
         "source": result.record.get("source"),
