@@ -114,9 +114,10 @@ rollback: setup  ## point the API's alias `live` at version VERSION (batch and d
 	$(PY) -m sklambda_tools.versions rollback --version "$(VERSION)" $(VERSIONS_ARGS)
 
 FILE ?= samples/birds.csv
-batch: setup $(MODEL_DIR)/model.json  ## score FILE through the batch function in an embedded S3 (SPLIT_BYTES= forces the split path, WORKERS= its processes); outputs to out/
+batch: setup $(MODEL_DIR)/model.json  ## score FILE through the batch function in an embedded S3 (SPLIT_BYTES= forces the split path, WORKERS= its processes, CHUNK_ROWS= BatchChunkRows); outputs to out/
 	$(PY) scripts/batch.py "$(FILE)" --out out --model $(MODEL_DIR) $(RUNTIME_FLAG) \
-	  $(if $(SPLIT_BYTES),--split-bytes "$(SPLIT_BYTES)") $(if $(WORKERS),--workers "$(WORKERS)")
+	  $(if $(SPLIT_BYTES),--split-bytes "$(SPLIT_BYTES)") $(if $(WORKERS),--workers "$(WORKERS)") \
+	  $(if $(CHUNK_ROWS),--chunk-rows "$(CHUNK_ROWS)")
 
 bench: setup build-host  ## benchmarks: online latency, batch throughput and memory, the split path, cold starts, capture and the drift job, the pre-traffic check
 	@mkdir -p out/bench

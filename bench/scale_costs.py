@@ -141,8 +141,9 @@ REQUEST_LATENCY_S = 0.05
 # the onnx predict function's local cold start is 0.26 s (docs/benchmarks.md).
 STEP_OVERHEAD_S = 1.0
 # Predictions per input byte: an assumption. The penguin file's predictions (row, label and
-# three probabilities, about 50 bytes a row) are about 1.4x its 36 bytes of input a row; a
-# file with more or wider columns has a lower ratio (--output-ratio).
+# three probabilities at full precision, 77 bytes a row) measured 2.16x its 36 bytes of input
+# a row (make bench, 2026-12-02); a file with more or wider columns has a lower ratio
+# (--output-ratio).
 OUTPUT_RATIO = 1.0
 
 RESULT_READERS = 16  # sklambda.shares.RESULT_READERS
@@ -238,17 +239,18 @@ def s3_requests(f: Figures, size: int, shares: int) -> Requests:
       PUT;
     - finish: the job record's GET, each result's GET; errors (empty parts: one PUT);
       predictions (create, one UploadPartCopy per share, complete; a last share under 5 MiB is
-      read and uploaded instead); the job record's PUT; the cleanup's DeleteObjects of the
-      versions the plan and the results name, 1,000 objects a call (2 + 3 per share
-      objects), with no ListObjectVersions (a failed file's cleanup lists the prefix).
+      read and uploaded instead); finishing.json's two PUTs (after each output); the job
+      record's PUT; the cleanup's DeleteObjects of the versions the plan and the results name
+      and finishing.json's, 1,000 objects a call (4 + 3 per share objects), with no
+      ListObjectVersions (a failed file's cleanup lists the prefix).
     """
     out = f.share_size * f.output_ratio
     last = size - (shares - 1) * f.share_size
     tail = 1 if last * f.output_ratio < S3_MIN_PART and shares > 1 else 0
     get = 1 + 1 + 1 + 3 * shares + 1 + shares + tail
     worker_put = 1 + 1 + parts_of(out) + 1 + 1
-    pages = math.ceil((2 + 3 * shares) / 1000)
-    put = 2 + shares * worker_put + 1 + (1 + shares + 1) + 1 + pages
+    pages = math.ceil((4 + 3 * shares) / 1000)
+    put = 2 + shares * worker_put + 1 + (1 + shares + 1) + 2 + 1 + pages
     return Requests(get, put)
 
 

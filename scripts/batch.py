@@ -60,6 +60,9 @@ def main() -> int:
         help="BatchSplitBytes: larger files take the split path (default: the template's)",
     )
     parser.add_argument("--workers", type=int, help="local worker processes of the split path")
+    parser.add_argument(
+        "--chunk-rows", type=int, help="BatchChunkRows (a split file's shares are whole chunks)"
+    )
     args = parser.parse_args()
     problem = unusable(args.file, args.model)
     if problem is not None:
@@ -69,12 +72,15 @@ def main() -> int:
     if args.split_bytes is not None and args.split_bytes < 1:
         print(f"{PROG}: --split-bytes must be at least 1", file=sys.stderr)
         return 2
-    if args.workers is not None and args.workers < 1:
-        print(f"{PROG}: --workers must be at least 1", file=sys.stderr)
-        return 2
+    for name, value in (("--workers", args.workers), ("--chunk-rows", args.chunk_rows)):
+        if value is not None and value < 1:
+            print(f"{PROG}: {name} must be at least 1", file=sys.stderr)
+            return 2
     overrides = {"ServingRuntime": args.runtime} if args.runtime else {}
     if args.split_bytes is not None:
         overrides["BatchSplitBytes"] = str(args.split_bytes)
+    if args.chunk_rows is not None:
+        overrides["BatchChunkRows"] = str(args.chunk_rows)
 
     def progress(done: int, total: int) -> None:
         print(f"  shares scored: {done} of {total}", file=sys.stderr, flush=True)

@@ -619,7 +619,8 @@ def plan(
 ) -> Plan:
     """Plan ``s3://bucket/key`` (that version; in a bucket without versioning, the object of
     that ``etag``; else the current one) in shares of about
-    ``share_bytes`` of content (at least that, but for the last; at most that plus one record),
+    ``share_bytes`` of content (at least that, but for the last; at most that plus one chunk of
+    rows, ``chunk_rows`` of them),
     and write the plan (``plan.json``, then ``summary.json``) under its staging prefix.
 
     ``compressed`` defaults to the key's ``.gz`` suffix. ``header_check`` is called with a CSV

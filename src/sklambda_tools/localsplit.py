@@ -4,9 +4,9 @@ function's steps, run as its state machine runs them, through its handler.
 Plan and finish run in this process; the shares are scored by ``workers`` local processes
 (spawned, each a fresh execution environment of the split function, as Lambda would start
 them), at most that many at once, as the Distributed Map's ``MaxConcurrency`` allows. A share
-whose worker raises is tried again (``attempts`` in all, as the state machine's retry); one
-that still fails aborts the file (the state machine's catch). The state machine's own
-definition is run by moto's interpreter in the tests (``tests/integration/test_split_path.py``).
+whose worker raises is tried again (``ATTEMPTS`` in all; the state machine allows a share 7);
+one that still fails aborts the file (the state machine's catch). The state machine's own
+definition is run by moto's interpreter in the tests (``tests/integration/test_split_machine.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 
 from sklambda_tools.local import FunctionSetup, LambdaContext, load_handler
 
-ATTEMPTS = 3  # a share's tries, as the state machine's retry of a step that raised
+ATTEMPTS = 3  # a share's tries here (fewer than the state machine's 7: a laptop, not S3)
 
 
 @dataclass
