@@ -38,6 +38,7 @@ RUNTIME_FILES = {
     "probes.py",
     "py.typed",
     "schema.py",
+    "score.py",
     "scoring.py",
     "shares.py",
     "settings.py",
