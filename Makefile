@@ -54,14 +54,18 @@ test: lint tools checkov  ## lint, then the whole test suite (schemathesis and t
 
 FUZZ_EXAMPLES ?= 10000
 FUZZ_BODY_EXAMPLES ?= 5000
+FUZZ_SPLIT_EXAMPLES ?= 300
 .PHONY: fuzz
-fuzz: setup  ## long runs: schemathesis from docs/openapi.json (10,000) and the body fuzzer (5,000); random seed, SEED=n replays
+fuzz: setup  ## long runs: schemathesis from docs/openapi.json (10,000), the body fuzzer (5,000), messy files through the split path (300 each); random seed, SEED=n replays
 	@seed=$(or $(SEED),$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')); \
 	  echo "==> fuzz seed $$seed (replay: make fuzz SEED=$$seed)"; \
 	  SKLAMBDA_FUZZ_SEED=$$seed SKLAMBDA_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) SKLAMBDA_FUZZ_BODY_EXAMPLES=$(FUZZ_BODY_EXAMPLES) \
+	  SKLAMBDA_FUZZ_SPLIT_EXAMPLES=$(FUZZ_SPLIT_EXAMPLES) \
 	  $(BIN)/pytest -q -p no:cacheprovider --hypothesis-show-statistics \
 	  tests/integration/test_schemathesis.py \
-	  tests/unit/test_predict_api.py::test_fuzzed_requests_get_a_bounded_answer_and_never_a_5xx
+	  tests/unit/test_predict_api.py::test_fuzzed_requests_get_a_bounded_answer_and_never_a_5xx \
+	  tests/integration/test_split_path.py::test_a_messy_csv_file_split_anywhere_gives_the_single_paths_outputs \
+	  tests/integration/test_split_path.py::test_a_messy_json_lines_file_split_anywhere_gives_the_single_paths_outputs
 
 model: setup  ## train, gate and package the example model into models/penguins
 	$(PY) -m sklambda_tools.examples.penguins --out models/penguins

@@ -9,6 +9,7 @@ import csv
 import gzip
 import io
 import json
+import os
 import random
 from collections.abc import Callable, Iterator
 from types import ModuleType
@@ -17,7 +18,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
@@ -36,6 +37,9 @@ REGION = "us-east-1"
 SPLIT = REPO / "functions" / "split" / "app.py"
 BATCH = REPO / "functions" / "batch" / "app.py"
 COLUMNS = [*penguins.FEATURES, "note"]
+# `make fuzz` runs the messy-file properties longer (SKLAMBDA_FUZZ_SPLIT_EXAMPLES each)
+LONG = int(os.environ.get("SKLAMBDA_FUZZ_SPLIT_EXAMPLES") or 0)
+SEED = int(os.environ.get("SKLAMBDA_FUZZ_SEED", "20261122"))
 BIRDS = frame_to_records(penguins.load_frame(), load(PENGUINS_DIR).manifest.features)
 
 
@@ -240,8 +244,9 @@ def messy_jsonl(seed: int, rows: int) -> bytes:
     return "".join(line + "\n" for line in lines).encode()
 
 
+@seed(SEED)
 @settings(
-    max_examples=12,
+    max_examples=LONG or 12,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
@@ -274,8 +279,9 @@ def test_a_messy_csv_file_split_anywhere_gives_the_single_paths_outputs(
     assert_same(split, path, gzip.compress(data, mtime=0) if compressed else data)
 
 
+@seed(SEED)
 @settings(
-    max_examples=8,
+    max_examples=LONG or 8,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
