@@ -45,6 +45,7 @@ from sklambda.batchio import (
     Format,
     S3Writer,
     TextSink,
+    content_type,
     file_format,
     open_bytes,
     open_text,
@@ -735,9 +736,8 @@ class _Job:
         have none: the finisher says whether the file has)."""
         settings = self.settings
         self.first_row = first_row
-        content = "text/csv" if self.fmt == "csv" else "application/x-ndjson"
-        errors = self._open(self.keys.errors, False, "application/x-ndjson")
-        predictions = self._open(self.keys.predictions, self.compressed, content)
+        errors = self._open(self.keys.errors, False, content_type("jsonl"))
+        predictions = self._open(self.keys.predictions, self.compressed, content_type(self.fmt))
         expansion = settings.max_expansion
         if self.fmt == "csv":
             text = open_text(body, self.compressed, size=size, max_expansion=expansion)

@@ -55,6 +55,11 @@ def file_format(key: str) -> tuple[Format, bool] | None:
     return None
 
 
+def content_type(fmt: Format) -> str:
+    """The media type of a file of ``fmt`` (an input's, its predictions', its parts')."""
+    return "text/csv" if fmt == "csv" else "application/x-ndjson"
+
+
 class _RawStream(io.RawIOBase):
     """A botocore StreamingBody as a file object that io and gzip can buffer; counts bytes."""
 

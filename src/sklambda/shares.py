@@ -31,6 +31,7 @@ dead-letter message, as on the single path; the state machine then fails.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -38,7 +39,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec
 
 from botocore.exceptions import ClientError
 
@@ -60,7 +61,7 @@ from sklambda.batch import (
     output_keys,
     retryable,
 )
-from sklambda.batchio import PART_SIZE, S3Writer, file_format, gzip_writer
+from sklambda.batchio import PART_SIZE, S3Writer, content_type, file_format, gzip_writer
 from sklambda.errors import FileError, OutOfTime, SklambdaError
 from sklambda.model import Model
 from sklambda.settings import BatchSettings
@@ -72,11 +73,29 @@ RESULT_READERS = 16  # the finisher reads the shares' results this many at a tim
 ASSEMBLERS = 8  # and uploads or copies this many parts of an output at a time
 FINISHING = "finishing.json"  # under the prefix: the outputs a finish has made visible
 _log = logging.getLogger(__name__)
+P = ParamSpec("P")
 
 
 class RetryableError(SklambdaError):
     """A step met a fault of S3 or of the network: the state machine retries it (the error
     name its ``Retry`` matches)."""
+
+
+def _retryable(step: Callable[P, Step]) -> Callable[P, Step]:
+    """``step`` with a fault of S3 or of the network raised as ``RetryableError``."""
+
+    @functools.wraps(step)
+    def run(*args: P.args, **kwargs: P.kwargs) -> Step:
+        try:
+            return step(*args, **kwargs)
+        except RetryableError:
+            raise
+        except Exception as exc:
+            if retryable(exc):
+                raise RetryableError(bounded(f"{type(exc).__name__}: {exc}")) from exc
+            raise
+
+    return run
 
 
 def execution_name(bucket: str, key: str, version: str | None) -> str:
@@ -175,14 +194,11 @@ def _timed(record: dict[str, Any], started: str) -> None:
 # --- plan -------------------------------------------------------------------------------------
 
 
+@_retryable
 def plan_file(s3: Any, source: dict[str, Any], model: Model, settings: BatchSettings) -> Step:
     """Plan ``source``: ``{"status": "planned", ...}`` (where the items are, how many, at what
     concurrency), or ``{"status": "failed"}`` with the file's failed job record written. A
     fault of S3 is raised as ``RetryableError``."""
-    return _retryable(_plan_file, s3, source, model, settings)
-
-
-def _plan_file(s3: Any, source: dict[str, Any], model: Model, settings: BatchSettings) -> Step:
     started = _now()
     job = _job(s3, source, model, settings)
     fmt, compressed = job.fmt, job.compressed
@@ -274,16 +290,14 @@ class _Joined:
         return bytes(self._body.read(size if size >= 0 else None))
 
 
-def _get(s3: Any, ref: dict[str, Any], whole: bool = False) -> Any:
-    """The body of an item's object (its range, unless ``whole``): that version, or, where
-    there is none, that ETag."""
-    args: dict[str, Any] = {"Bucket": ref["bucket"], "Key": ref["key"]}
+def _get(s3: Any, ref: dict[str, Any]) -> Any:
+    """The body of an item's range of its object: that version, or, where there is none,
+    that ETag."""
+    args: dict[str, Any] = {"Bucket": ref["bucket"], "Key": ref["key"], "Range": ref["range"]}
     if ref.get("version_id"):
         args["VersionId"] = ref["version_id"]
     elif ref.get("etag"):
         args["IfMatch"] = ref["etag"]
-    if not whole:
-        args["Range"] = ref["range"]
     try:
         return s3.get_object(**args)["Body"]
     except ClientError as exc:
@@ -489,10 +503,28 @@ class _Assembly:
             self._upload = None
 
 
-def _compressed(s3: Any, bucket: str, key: str, parts: list[dict[str, Any]]) -> str | None:
+def _assembled(
+    s3: Any, bucket: str, key: str, kind: str, parts: list[dict[str, Any]]
+) -> str | None:
+    """The parts as one object, server-side where S3 allows; the version written (nothing is
+    left under the key when it fails)."""
+    assembly = _Assembly(s3, bucket, key, kind)
+    try:
+        for ref in parts:
+            assembly.add(ref)
+        assembly.complete()
+    except BaseException:
+        assembly.abort()
+        raise
+    return assembly.version_id
+
+
+def _compressed(
+    s3: Any, bucket: str, key: str, kind: str, parts: list[dict[str, Any]]
+) -> str | None:
     """The parts as one gzip stream (as the single path writes it, byte for byte); the
     version written."""
-    writer = S3Writer(s3, bucket, key, _content_type(key))
+    writer = S3Writer(s3, bucket, key, kind)
     try:
         stream = gzip_writer(writer)
         for ref in parts:
@@ -510,11 +542,6 @@ def _compressed(s3: Any, bucket: str, key: str, parts: list[dict[str, Any]]) -> 
         writer.abort()
         raise
     return writer.version_id
-
-
-def _content_type(key: str) -> str:
-    kind = file_format(key)
-    return "text/csv" if kind is not None and kind[0] == "csv" else "application/x-ndjson"
 
 
 def _results(
@@ -550,6 +577,7 @@ def _made(
     return made
 
 
+@_retryable
 def finish(
     s3: Any,
     source: dict[str, Any],
@@ -561,28 +589,6 @@ def finish(
     """Assemble the outputs of a planned file whose shares have all been scored, write its
     job record, and delete the plan's prefix. A fault of S3 is raised as ``RetryableError``
     (nothing made visible stays: the record is written last)."""
-    return _retryable(_finish, s3, source, planned, model, settings, execution)
-
-
-def _retryable(step: Callable[..., Step], *args: Any) -> Step:
-    try:
-        return step(*args)
-    except RetryableError:
-        raise
-    except Exception as exc:
-        if retryable(exc):
-            raise RetryableError(bounded(f"{type(exc).__name__}: {exc}")) from exc
-        raise
-
-
-def _finish(
-    s3: Any,
-    source: dict[str, Any],
-    planned: dict[str, Any],
-    model: Model,
-    settings: BatchSettings,
-    execution: str | None,
-) -> Step:
     bucket, prefix, started = source["bucket"], planned["prefix"], planned["started"]
     job = _job(s3, source, model, settings)
     earlier = _finished(s3, bucket, source["key"], job.keys, source)
@@ -593,17 +599,17 @@ def _finish(
     if execution:
         about["split"]["execution"] = execution
     found = _results(s3, bucket, prefix, int(planned["shares"]))
-    results = [entry[0] if entry is not None else None for entry in found]
-    for index, entry in enumerate(results):
+    done: list[dict[str, Any]] = []
+    for index, entry in enumerate(found):
         if entry is None:
             reason = internal_error(AssertionError(f"share {index} left no result"))
             return _ended(s3, job, source, reason, started, prefix, about)
-        if entry["status"] != "succeeded":
-            _tally(job, results[:index])
-            return _ended(
-                s3, job, source, entry["reason"], started, prefix, about, entry.get("row_reached")
-            )
-    done = [r for r in results if r is not None]
+        share = entry[0]
+        if share["status"] != "succeeded":
+            _tally(job, done)
+            reached = share.get("row_reached")
+            return _ended(s3, job, source, share["reason"], started, prefix, about, reached)
+        done.append(share)
     _tally(job, done)
     try:
         job.check_rows()
@@ -611,29 +617,15 @@ def _finish(
         return _ended(s3, job, source, str(exc), started, prefix, about)
     completed: list[tuple[str, str | None]] = []
     try:
-        errors = _Assembly(s3, bucket, job.keys.errors, "application/x-ndjson")
-        try:
-            for r in done:
-                errors.add(r["parts"]["errors"])
-            errors.complete()
-        except BaseException:
-            errors.abort()
-            raise
-        completed.append((job.keys.errors, errors.version_id))
+        errors = [r["parts"]["errors"] for r in done]
+        version = _assembled(s3, bucket, job.keys.errors, content_type("jsonl"), errors)
+        completed.append((job.keys.errors, version))
         marks = [_mark(s3, bucket, prefix, completed)]
         parts = [r["parts"]["predictions"] for r in done]
         if job.compressed:
-            version = _compressed(s3, bucket, job.keys.predictions, parts)
+            version = _compressed(s3, bucket, job.keys.predictions, content_type(job.fmt), parts)
         else:
-            predictions = _Assembly(s3, bucket, job.keys.predictions, _content_type(source["key"]))
-            try:
-                for ref in parts:
-                    predictions.add(ref)
-                predictions.complete()
-            except BaseException:
-                predictions.abort()
-                raise
-            version = predictions.version_id
+            version = _assembled(s3, bucket, job.keys.predictions, content_type(job.fmt), parts)
         completed.append((job.keys.predictions, version))
         marks.append(_mark(s3, bucket, prefix, completed))
         record = job.record(source, "succeeded", None, False, None, started, 0.0)
@@ -656,12 +648,10 @@ def _finish(
     return Step({"status": "succeeded"}, result)
 
 
-def _tally(job: _Job, results: Sequence[dict[str, Any] | None]) -> None:
+def _tally(job: _Job, results: Sequence[dict[str, Any]]) -> None:
     """Merge the shares' counts into ``job`` (what the single path counts as it goes)."""
     ignored: dict[str, None] = {}
     for found in results:
-        if found is None:
-            continue
         rows = found["rows"]
         job.read += rows["read"]
         job.scored += rows["scored"]
@@ -723,6 +713,7 @@ def _withdraw(s3: Any, bucket: str, completed: list[tuple[str, str | None]]) -> 
             _log.error("could not delete %s (version %s)", key, version, exc_info=True)
 
 
+@_retryable
 def abort(
     s3: Any,
     source: dict[str, Any],
@@ -735,18 +726,6 @@ def abort(
     """A step failed for good: the file's failed job record (the error's name and cause), and
     nothing left under the plan's prefix. A record a step already wrote for this object
     version stands. A fault of S3 is raised as ``RetryableError``."""
-    return _retryable(_abort, s3, source, error, model, settings, planned, execution)
-
-
-def _abort(
-    s3: Any,
-    source: dict[str, Any],
-    error: dict[str, Any] | None,
-    model: Model,
-    settings: BatchSettings,
-    planned: dict[str, Any] | None,
-    execution: str | None,
-) -> Step:
     bucket = source["bucket"]
     job = _job(s3, source, model, settings)
     prefix = (planned or {}).get("prefix") or _prefix(source)

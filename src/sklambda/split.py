@@ -88,6 +88,7 @@ from sklambda.batchio import (
     Format,
     S3Writer,
     chunk_rows_of,
+    content_type,
     long_row,
     open_bytes,
     read_csv,
@@ -640,8 +641,7 @@ def plan(
     if compressed:
         stream = open_bytes(stream, True, size=source.size, max_expansion=max_expansion)
     piece = min(read_size, max(1, max_line_bytes)) if fmt == "csv" else read_size
-    content_type = "text/csv" if fmt == "csv" else "application/x-ndjson"
-    staging = _Staging(s3, bucket, prefix, content_type) if compressed else None
+    staging = _Staging(s3, bucket, prefix, content_type(fmt)) if compressed else None
     header: HeaderRef | None = None
     try:
         scanner: _Scanner
