@@ -73,6 +73,7 @@ INCOMING = "incoming/"
 JOB_RECORDS = "manifests/"
 CLAIMS = "claims/"  # not watched by the trigger
 GONE = {"NoSuchKey", "NoSuchVersion", "404"}
+OBJECT_GONE = "the object no longer exists (deleted before it was read)"
 REASON_CHARS = 500  # the longest reason a job record or a dead-letter message carries
 CLAIM_SKEW_SECONDS = 60  # a claim outlives its claimant's deadline by this much
 CLAIM_ATTEMPTS = 5
@@ -157,6 +158,16 @@ def file_failure(exc: BaseException) -> str:
 def internal_error(exc: BaseException) -> str:
     """Why a file fails for a fault of ours (the same on every retry)."""
     return f"internal error ({type(exc).__name__}: {exc})"
+
+
+def withdraw(s3: Any, bucket: str, completed: list[tuple[str, str | None]]) -> None:
+    """Delete the outputs a job made visible, newest first, each by the version it wrote (what
+    was there before comes back); one that cannot be deleted is logged."""
+    for key, version in reversed(completed):
+        try:
+            s3.delete_object(Bucket=bucket, Key=key, **({"VersionId": version} if version else {}))
+        except Exception:
+            _log.error("could not delete %s (version %s)", key, version, exc_info=True)
 
 
 def read_job_record(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
@@ -377,7 +388,7 @@ def _score(
             )
         except ClientError as exc:
             if _code(exc) in GONE:
-                raise FileError("the object no longer exists (deleted before it was read)") from exc
+                raise FileError(OBJECT_GONE) from exc
             raise
         source["etag"] = source["etag"] or obj.get("ETag", "").strip('"')
         source["version_id"] = source["version_id"] or obj.get("VersionId")
@@ -652,13 +663,8 @@ class _Job:
                 sink.abort()
             except Exception:  # the bucket's lifecycle rule ends an upload left behind
                 _log.warning("could not abort the upload of %s", sink.writer.key, exc_info=True)
-        while self._completed:
-            key, version = self._completed.pop()
-            try:
-                version_arg = {"VersionId": version} if version else {}
-                self.s3.delete_object(Bucket=self.bucket, Key=key, **version_arg)
-            except Exception:
-                _log.error("could not delete %s (version %s)", key, version, exc_info=True)
+        withdraw(self.s3, self.bucket, self._completed)
+        self._completed.clear()
 
     def record(
         self,

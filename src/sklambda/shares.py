@@ -48,6 +48,7 @@ from sklambda.batch import (
     FILE_FAULTS,
     GONE,
     INCOMING,
+    OBJECT_GONE,
     OutputKeys,
     Result,
     _code,
@@ -60,6 +61,7 @@ from sklambda.batch import (
     internal_error,
     output_keys,
     retryable,
+    withdraw,
 )
 from sklambda.batchio import PART_SIZE, S3Writer, content_type, file_format, gzip_writer
 from sklambda.errors import FileError, OutOfTime, SklambdaError
@@ -228,8 +230,7 @@ def plan_file(s3: Any, source: dict[str, Any], model: Model, settings: BatchSett
         return _failed_step(s3, job, source, file_failure(exc), started)
     except ClientError as exc:
         if _code(exc) in (*GONE, "PreconditionFailed"):  # deleted, or replaced (no versions)
-            reason = "the object no longer exists (deleted before it was read)"
-            return _failed_step(s3, job, source, reason, started)
+            return _failed_step(s3, job, source, OBJECT_GONE, started)
         raise
     except Exception as exc:
         if retryable(exc):
@@ -302,7 +303,7 @@ def _get(s3: Any, ref: dict[str, Any]) -> Any:
         return s3.get_object(**args)["Body"]
     except ClientError as exc:
         if _code(exc) in (*GONE, "PreconditionFailed"):
-            raise FileError("the object no longer exists (deleted before it was read)") from exc
+            raise FileError(OBJECT_GONE) from exc
         raise
 
 
@@ -633,7 +634,7 @@ def finish(
         record.update(about)
         _put_json(s3, bucket, job.keys.record, record)
     except Exception:
-        _withdraw(s3, bucket, completed)
+        withdraw(s3, bucket, completed)
         raise
     cleanup(s3, bucket, prefix, [*_made(planned, found), *marks])
     result = Result(
@@ -705,14 +706,6 @@ def _marked(s3: Any, bucket: str, prefix: str) -> list[tuple[str, str | None]]:
     return [(str(key), version) for key, version in found[0].get("completed", [])]
 
 
-def _withdraw(s3: Any, bucket: str, completed: list[tuple[str, str | None]]) -> None:
-    for key, version in reversed(completed):
-        try:
-            s3.delete_object(Bucket=bucket, Key=key, **({"VersionId": version} if version else {}))
-        except Exception:
-            _log.error("could not delete %s (version %s)", key, version, exc_info=True)
-
-
 @_retryable
 def abort(
     s3: Any,
@@ -733,7 +726,7 @@ def abort(
     if earlier is not None:  # a step wrote the record (a failure, or the outputs): it stands
         cleanup(s3, bucket, prefix)
         return Step({"status": earlier.record.get("status", earlier.status)}, earlier)
-    _withdraw(s3, bucket, _marked(s3, bucket, prefix))  # a finish stopped half-way
+    withdraw(s3, bucket, _marked(s3, bucket, prefix))  # a finish stopped half-way
     error = error or {}
     cause = _cause(error.get("Cause"))
     reason = f"a step of the split path failed: {error.get('Error', 'unknown error')}"
