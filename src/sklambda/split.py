@@ -141,13 +141,7 @@ class Source:
     size: int
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "bucket": self.bucket,
-            "key": self.key,
-            "version_id": self.version_id,
-            "etag": self.etag,
-            "size": self.size,
-        }
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -164,16 +158,7 @@ class HeaderRef:
     bom: bool
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "bucket": self.bucket,
-            "key": self.key,
-            "version_id": self.version_id,
-            "etag": self.etag,
-            "range": _byte_range(self.start, self.end),
-            "start": self.start,
-            "end": self.end,
-            "bom": self.bom,
-        }
+        return {**dataclasses.asdict(self), "range": _byte_range(self.start, self.end)}
 
 
 @dataclass(frozen=True)
