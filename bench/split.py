@@ -33,6 +33,8 @@ from batch import WORKER as BATCH_WORKER
 from batch import make_csv
 from batchenv import batch_stack
 
+from sklambda_tools.localbatch import uploaded
+
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "bench-split"
 SPLIT_HANDLER = ROOT / "functions" / "split" / "app.py"
@@ -151,13 +153,7 @@ def main() -> int:
                 make_csv(path, size)
             key = f"incoming/split-{size}.csv"
             put = s3.put_object(Bucket=BUCKET, Key=key, Body=path.read_bytes())
-            source = {
-                "bucket": BUCKET,
-                "key": key,
-                "version_id": put["VersionId"],
-                "etag": put["ETag"].strip('"'),
-                "size": path.stat().st_size,
-            }
+            source = uploaded(BUCKET, key, put, path.stat().st_size)
             env["BENCH_OBJECT"] = json.dumps(
                 {"eTag": source["etag"], "size": source["size"], "versionId": put["VersionId"]}
             )

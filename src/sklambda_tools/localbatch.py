@@ -34,17 +34,35 @@ class BatchRun:
     split: SplitRun | None = None  # the file took the split path
 
 
+def split_definition(root: Path, function_arn: str) -> str:
+    """The split state machine's definition as CloudFormation deploys it: its
+    DefinitionSubstitutions put ``function_arn`` (the split function's alias) in."""
+    definition = (root / "statemachines" / "split.asl.json").read_text()
+    return definition.replace("${SplitFunctionArn}", function_arn)
+
+
 def split_machine(sfn: Any, root: Path) -> str:
     """The split state machine in the embedded Step Functions (what the batch function starts
     an execution of; the steps are run by ``localsplit``): its ARN."""
-    definition = (root / "statemachines" / "split.asl.json").read_text()
     function = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:split:live"
     made = sfn.create_state_machine(
         name="sklambda-split",
-        definition=definition.replace("${SplitFunctionArn}", function),
+        definition=split_definition(root, function),
         roleArn=f"arn:aws:iam::{ACCOUNT}:role/split",
     )
     return str(made["stateMachineArn"])
+
+
+def uploaded(bucket: str, key: str, put: dict[str, Any], size: int) -> dict[str, Any]:
+    """The source of an object just put (``put``: S3's answer), as the batch function and the
+    split path's steps name it: bucket, key, version id, ETag, size."""
+    return {
+        "bucket": bucket,
+        "key": key,
+        "version_id": put.get("VersionId"),
+        "etag": str(put["ETag"]).strip('"'),
+        "size": size,
+    }
 
 
 def free_port() -> int:
@@ -169,13 +187,7 @@ def run_batch(
                 parameters=parameters,
                 resources=resources,
             )
-            source = {
-                "bucket": bucket,
-                "key": key,
-                "version_id": put["VersionId"],
-                "etag": put["ETag"].strip('"'),
-                "size": file.stat().st_size,
-            }
+            source = uploaded(bucket, key, put, file.stat().st_size)
             out.mkdir(parents=True, exist_ok=True)
             with redirect_stdout(captured if quiet else io.StringIO()):
                 split = run_split(

@@ -29,6 +29,7 @@ from sklambda_tools.local import (
     load_template,
     new_execution_environment,
 )
+from sklambda_tools.localbatch import uploaded
 
 from support import EVENTS, REPO
 
@@ -400,8 +401,7 @@ def test_the_built_split_function_scores_a_file_as_the_single_path_does(
     for path in ("one", "split"):
         key = f"incoming/{path}/birds.csv"
         made = s3.put_object(Bucket=bucket, Key=key, Body=data)
-        source = {"bucket": bucket, "key": key, "version_id": made["VersionId"]}
-        source |= {"etag": made["ETag"].strip('"'), "size": len(data)}
+        source = uploaded(bucket, key, made, len(data))
         if path == "one":  # the batch function, in one invocation
             obj = {"key": key, "size": len(data), "versionId": made["VersionId"]}
             record = {"s3": {"bucket": {"name": bucket}, "object": obj}}

@@ -38,13 +38,13 @@ from sklambda_tools.local import (
     new_execution_environment,
     resolve_sub,
 )
+from sklambda_tools.localbatch import split_definition
 from sklambda_tools.package import frame_to_records
 
 from support import EVENTS, PENGUINS_DIR, REPO
 
 BATCH_HANDLER = REPO / "functions" / "batch" / "app.py"
 SPLIT_HANDLER = REPO / "functions" / "split" / "app.py"
-DEFINITION = REPO / "statemachines" / "split.asl.json"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's account
 SPLIT_ALIAS = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:split:live"
@@ -71,7 +71,7 @@ BUCKET = bucket_name()
 
 def definition() -> str:
     """The state machine as deployed: DefinitionSubstitutions put the split alias in."""
-    text = DEFINITION.read_text().replace("${SplitFunctionArn}", SPLIT_ALIAS)
+    text = split_definition(REPO, SPLIT_ALIAS)
     assert "${" not in text
     return text
 

@@ -28,6 +28,7 @@ from sklambda.model import load
 from sklambda.settings import BatchSettings, read_settings
 from sklambda_tools.examples import penguins
 from sklambda_tools.local import LambdaContext, load_handler, new_execution_environment
+from sklambda_tools.localbatch import split_machine, uploaded
 from sklambda_tools.package import frame_to_records
 
 from support import PENGUINS_DIR, REPO
@@ -57,14 +58,9 @@ class Split:
         return got
 
     def put(self, key: str, data: bytes) -> dict[str, Any]:
-        made = self.s3.put_object(Bucket=BUCKET, Key=key, Body=data)
-        return {
-            "bucket": BUCKET,
-            "key": key,
-            "version_id": made.get("VersionId"),
-            "etag": made["ETag"].strip('"'),
-            "size": len(data),
-        }
+        return uploaded(
+            BUCKET, key, self.s3.put_object(Bucket=BUCKET, Key=key, Body=data), len(data)
+        )
 
     def items(self, planned: dict[str, Any]) -> list[dict[str, Any]]:
         where = planned["items"]
@@ -543,12 +539,7 @@ def test_the_batch_function_splits_only_files_over_the_threshold(
 ) -> None:
     split = make_split(SKLAMBDA_SPLIT_BYTES="1000")
     sfn = boto3.client("stepfunctions", region_name=REGION)
-    definition = (REPO / "statemachines" / "split.asl.json").read_text()
-    machine = sfn.create_state_machine(
-        name="split",
-        definition=definition.replace("${SplitFunctionArn}", "arn:aws:lambda:::function:s"),
-        roleArn="arn:aws:iam::123456789012:role/r",
-    )["stateMachineArn"]
+    machine = split_machine(sfn, REPO)
     monkeypatch.setenv("SKLAMBDA_SPLIT_STATE_MACHINE_ARN", machine)
     new_execution_environment()
     batch = load_handler(BATCH)
