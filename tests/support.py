@@ -58,6 +58,26 @@ def mocked_bucket(bucket: str, region: str = "us-east-1", versioned: bool = Fals
             yield client
 
 
+def job_outputs(
+    s3: Any, bucket: str, key: str
+) -> tuple[bytes | None, bytes | None, dict[str, Any] | None]:
+    """What a batch job wrote for ``incoming/<path>``: its predictions, its errors file and its
+    job record (each ``None`` when there is none)."""
+    from sklambda.batch import output_keys
+
+    keys = output_keys(key)
+
+    def get(name: str) -> bytes | None:
+        try:
+            data: bytes = s3.get_object(Bucket=bucket, Key=name)["Body"].read()
+        except s3.exceptions.NoSuchKey:
+            return None
+        return data
+
+    record = get(keys.record)
+    return get(keys.predictions), get(keys.errors), json.loads(record) if record else None
+
+
 def float32_copy(dest: Path) -> Path:
     """The example model with its graph exported for float32 inputs, at ``dest``: the tests of
     the float32 bound need a graph that takes float32 (the penguins pipeline itself exports in

@@ -29,7 +29,7 @@ from sklambda_tools.local import (
 )
 from sklambda_tools.package import frame_to_records
 
-from support import EVENTS, PENGUINS_DIR, REPO
+from support import EVENTS, PENGUINS_DIR, REPO, job_outputs
 
 HANDLER = REPO / "functions" / "batch" / "app.py"
 REGION = "us-east-1"
@@ -106,22 +106,8 @@ class Env:
         return result
 
     def outputs(self, key: str) -> Outputs:
-        path = key[len("incoming/") :]
-
-        def get(k: str) -> bytes | None:
-            try:
-                data: bytes = self.s3.get_object(Bucket=BUCKET, Key=k)["Body"].read()
-                return data
-            except self.s3.exceptions.NoSuchKey:
-                return None
-
-        errors = get(f"errors/{path}.jsonl")
-        record = get(f"manifests/{path}.json")
-        return Outputs(
-            get(f"predictions/{path}"),
-            errors.decode() if errors is not None else None,
-            json.loads(record) if record is not None else None,
-        )
+        predictions, errors, record = job_outputs(self.s3, BUCKET, key)
+        return Outputs(predictions, errors.decode() if errors is not None else None, record)
 
     def dead_letters(self) -> list[dict[str, Any]]:
         got = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10)

@@ -41,7 +41,7 @@ from sklambda_tools.local import (
 from sklambda_tools.localbatch import split_definition
 from sklambda_tools.package import frame_to_records
 
-from support import EVENTS, PENGUINS_DIR, REPO
+from support import EVENTS, PENGUINS_DIR, REPO, job_outputs
 
 BATCH_HANDLER = REPO / "functions" / "batch" / "app.py"
 SPLIT_HANDLER = REPO / "functions" / "split" / "app.py"
@@ -360,21 +360,7 @@ class Env:
         return self.outputs(key)
 
     def outputs(self, key: str) -> Outputs:
-        path = key[len("incoming/") :]
-
-        def get(k: str) -> bytes | None:
-            try:
-                data: bytes = self.s3.get_object(Bucket=BUCKET, Key=k)["Body"].read()
-                return data
-            except self.s3.exceptions.NoSuchKey:
-                return None
-
-        record = get(f"manifests/{path}.json")
-        return Outputs(
-            get(f"predictions/{path}"),
-            get(f"errors/{path}.jsonl"),
-            json.loads(record) if record is not None else None,
-        )
+        return Outputs(*job_outputs(self.s3, BUCKET, key))
 
     def versions(self, prefix: str) -> list[str]:
         """Every version and delete marker under ``prefix``."""

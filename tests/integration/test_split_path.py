@@ -23,7 +23,6 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from sklambda import shares
-from sklambda.batch import output_keys
 from sklambda.model import load
 from sklambda.settings import BatchSettings, read_settings
 from sklambda_tools.examples import penguins
@@ -31,7 +30,7 @@ from sklambda_tools.local import LambdaContext, load_handler, new_execution_envi
 from sklambda_tools.localbatch import split_machine, uploaded
 from sklambda_tools.package import frame_to_records
 
-from support import PENGUINS_DIR, REPO
+from support import PENGUINS_DIR, REPO, job_outputs
 
 BUCKET = "split-path-bucket"
 REGION = "us-east-1"
@@ -80,17 +79,7 @@ class Split:
         return str(done["status"])
 
     def outputs(self, key: str) -> tuple[bytes | None, bytes | None, dict[str, Any] | None]:
-        keys = output_keys(key)
-
-        def get(name: str) -> bytes | None:
-            try:
-                data: bytes = self.s3.get_object(Bucket=BUCKET, Key=name)["Body"].read()
-            except self.s3.exceptions.NoSuchKey:
-                return None
-            return data
-
-        record = get(keys.record)
-        return get(keys.predictions), get(keys.errors), json.loads(record) if record else None
+        return job_outputs(self.s3, BUCKET, key)
 
     def left(self) -> list[str]:
         """What is left under shares/ (every version), and uploads never completed."""
