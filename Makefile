@@ -29,7 +29,7 @@ RUNTIME_CHOSEN = $(or $(SERVING_RUNTIME),$(MANIFEST_RUNTIME))
 RUNTIME_FLAG = $(if $(SERVING_RUNTIME),--runtime $(SERVING_RUNTIME))
 HOST_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
 
-.PHONY: help setup lint test model package demo serve invoke batch drift versions rollback openapi bench lock clean tools lint-template build build-host size test-built lock-tools checkov
+.PHONY: help setup lint test edge model package demo serve invoke batch drift versions rollback openapi bench lock clean tools lint-template build build-host size test-built lock-tools checkov
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -49,8 +49,22 @@ lint: setup  ## ruff (lint and format) and mypy
 	$(BIN)/ruff format --check src tests functions scripts bench examples
 	$(BIN)/mypy
 
-test: lint tools checkov  ## lint, then the whole test suite (schemathesis and the body fuzzer: fixed seed, a few hundred examples)
+test: lint tools checkov edge  ## lint, then the whole test suite (schemathesis and the body fuzzer: fixed seed, a few hundred examples), then the edge module's Node tests
 	$(BIN)/pytest -q
+	cd edge && SKLAMBDA_EDGE_BUNDLE=$(abspath $(EDGE_OUT)/$(notdir $(MODEL_DIR))) node --test
+
+# The edge module's JavaScript dependencies (onnxruntime-web, onnxruntime-node), from the lock.
+# Without install scripts: onnxruntime-node's would fetch optional GPU binaries from outside
+# the npm registry; the CPU ones are in its package.
+EDGE_STAMP := edge/node_modules/.installed-$(shell cat edge/package.json edge/package-lock.json | cksum | cut -d' ' -f1)
+$(EDGE_STAMP): edge/package.json edge/package-lock.json
+	@echo "==> installing edge/node_modules from edge/package-lock.json"
+	@cd edge && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@rm -f edge/node_modules/.installed-* && touch $@
+
+EDGE_OUT ?= dist/edge
+edge: setup $(EDGE_STAMP) $(MODEL_DIR)/model.json  ## the edge bundle of MODEL_NAME in dist/edge/<name>/: graph, manifest, JavaScript module, static page, onnxruntime-web
+	$(PY) -m sklambda_tools.edge --model $(MODEL_DIR) --out $(EDGE_OUT)
 
 FUZZ_EXAMPLES ?= 10000
 FUZZ_BODY_EXAMPLES ?= 5000

@@ -163,10 +163,25 @@ class OnnxInfo:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class EdgeInfo:
+    """The graph the edge runtimes (onnxruntime-web, onnxruntime-node, mobile) read: the serving
+    graph's inputs, but only plain tensors out (no ZipMap's sequence of maps, which those
+    runtimes cannot read), checked against the pipeline on the parity rows at packaging."""
+
+    file: str
+    """An artifact: the serving graph itself when it already ends in tensors."""
+    outputs: list[str]
+    """The graph's outputs the edge reads: the label (or value), then the probabilities."""
+    parity: Parity
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class RuntimeInfo:
     serving: Runtime
     reason: str
     onnx: OnnxInfo | None = None
+    edge: EdgeInfo | None = None
+    """``None``: no edge graph (no ONNX export, or one the edge runtimes cannot read)."""
     float32_inputs: bool = False
     """The pipeline casts its numbers to float32 (a tree model does): a number float32 cannot
     hold is out of range whichever runtime serves it."""
@@ -319,6 +334,9 @@ def parse_manifest(data: Any) -> Manifest:
     onnx = manifest.runtime.onnx
     if onnx is not None and onnx.file not in manifest.artifacts:
         raise ContractError("runtime.onnx.file", "must name one of the artifacts")
+    edge = manifest.runtime.edge
+    if edge is not None and (onnx is None or edge.file not in manifest.artifacts):
+        raise ContractError("runtime.edge.file", "must name one of the artifacts, beside an onnx")
     return manifest
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from copy import deepcopy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -25,9 +25,9 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.tree._classes import BaseDecisionTree
 
-from sklambda.manifest import ONNX_FILE, Feature, OnnxInfo, Output, Parity
+from sklambda.manifest import ONNX_FILE, EdgeInfo, Feature, OnnxInfo, Output, Parity
 from sklambda.model import UNSEEN, OnnxBackend, Scores, SklearnBackend
-from sklambda.schema import InputSchema
+from sklambda.schema import Columns, InputSchema
 from sklambda_tools.errors import PackagingError
 
 TOLERANCE = 1e-5
@@ -43,6 +43,9 @@ class Export:
     graph: bytes | None
     info: OnnxInfo | None
     reason: str
+    edge: EdgeInfo | None = None
+    edge_graph: bytes | None = None
+    """The edge graph's bytes when they differ from ``graph`` (``None``: the same file)."""
 
 
 def parity(reference: Scores, candidate: Scores, output: Output, probes: int = 0) -> Parity:
@@ -475,9 +478,44 @@ def export(
                     parity=check,
                     inputs=inputs,
                 )
-                return Export(graph, info, _agreement(check, dtype))
+                found = Export(graph, info, _agreement(check, dtype))
+                return _with_edge(found, features, output, columns, reference, len(probes))
             tried.append(f"{what}: {_disagreement(check)}")
     return Export(None, None, "the ONNX export was not used: " + "; ".join(tried))
+
+
+def _with_edge(
+    exported: Export,
+    features: Sequence[Feature],
+    output: Output,
+    columns: Columns,
+    reference: Scores,
+    probes: int,
+) -> Export:
+    """``exported`` with its edge graph (``sklambda_tools.edge.edge_graph``) when the edge
+    runtimes can read one that agrees with the pipeline as the serving graph must: scored on the
+    same rows, compared with the pipeline's answers with the same tolerance."""
+    from sklambda_tools.edge import EDGE_FILE, NotEdgeReady, edge_graph
+
+    graph, info = exported.graph, exported.info
+    assert graph is not None and info is not None
+    try:
+        edge, outputs = edge_graph(graph)
+    except NotEdgeReady:
+        return exported
+    if edge == graph:  # the serving graph ends in tensors already: its check is the edge's
+        return replace(exported, edge=EdgeInfo(file=ONNX_FILE, outputs=outputs, parity=info.parity))
+    try:
+        backend = OnnxBackend(
+            edge, features, output, info.input_dtype, info.missing_category, info.inputs
+        )
+        check = parity(reference, backend.score(columns, probabilities=True), output, probes)
+    except Exception:  # the cut graph does not run: no edge graph, the serving one stands
+        return exported
+    if not check.passed:
+        return exported
+    found = EdgeInfo(file=EDGE_FILE, outputs=outputs, parity=check)
+    return replace(exported, edge=found, edge_graph=edge)
 
 
 def _unscorable(

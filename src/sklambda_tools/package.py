@@ -956,9 +956,12 @@ def build(
             serving="sklearn",
             reason="chosen by the packager (--runtime sklearn)",
             onnx=exported.info,
+            edge=exported.edge,
         )
     elif exported.graph is not None:
-        runtime_info = RuntimeInfo(serving="onnx", reason=exported.reason, onnx=exported.info)
+        runtime_info = RuntimeInfo(
+            serving="onnx", reason=exported.reason, onnx=exported.info, edge=exported.edge
+        )
     else:
         runtime_info = RuntimeInfo(serving="sklearn", reason=exported.reason, onnx=None)
     if export.casts_to_float32(pipeline):
@@ -972,6 +975,8 @@ def build(
     files = {JOBLIB_FILE: buffer.getvalue()}
     if exported.graph is not None:
         files[ONNX_FILE] = exported.graph
+    if exported.edge is not None and exported.edge_graph is not None:
+        files[exported.edge.file] = exported.edge_graph
     artifacts = {k: ArtifactFile(sha256=sha256_bytes(v), bytes=len(v)) for k, v in files.items()}
     manifest = Manifest(
         name=name,
