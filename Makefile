@@ -102,7 +102,7 @@ $(MODEL_DIR)/model.json:
 	  echo "no model '$(MODEL_NAME)' ($(MODEL_DIR)/model.json); the models are: $$(ls models/*/model.json 2>/dev/null | cut -d/ -f2 | tr '\n' ' ')(make package ... NAME=$(MODEL_NAME) packages one)" >&2; \
 	  exit 2; fi
 
-demo: setup $(MODEL_DIR)/model.json  ## the whole system locally: train and gate, API, batch in S3, metrics
+demo: setup $(EDGE_STAMP) $(MODEL_DIR)/model.json  ## the whole system locally: train and gate, API, batch in S3, metrics, drift, rollout, the edge
 	$(PY) scripts/demo.py --model $(MODEL_DIR)
 
 AUTH ?= NONE
@@ -137,7 +137,7 @@ batch: setup $(MODEL_DIR)/model.json  ## score FILE through the batch function i
 	  $(if $(SPLIT_BYTES),--split-bytes "$(SPLIT_BYTES)") $(if $(WORKERS),--workers "$(WORKERS)") \
 	  $(if $(CHUNK_ROWS),--chunk-rows "$(CHUNK_ROWS)")
 
-bench: setup build-host  ## benchmarks: online latency, batch throughput and memory, the split path, cold starts, capture and the drift job, the pre-traffic check
+bench: setup build-host $(EDGE_STAMP)  ## benchmarks: online latency, batch throughput and memory, the split path, cold starts, capture and the drift job, the pre-traffic check, the edge page
 	@mkdir -p out/bench
 	$(PY) bench/online.py --json out/bench/online.json
 	$(PY) bench/batch.py --json out/bench/batch.json
@@ -147,6 +147,7 @@ bench: setup build-host  ## benchmarks: online latency, batch throughput and mem
 	$(PY) bench/monitoring.py --json out/bench/monitoring.json
 	$(PY) bench/hardening.py --json out/bench/hardening.json
 	$(PY) bench/rollout.py --json out/bench/rollout.json
+	$(PY) bench/edge.py --json out/bench/edge.json
 
 # docs/openapi.json documents the example model; another model's document goes to out/.
 OPENAPI_OUT = $(if $(filter models/penguins,$(MODEL_DIR)),docs/openapi.json,out/$(notdir $(MODEL_DIR))/openapi.json)

@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import shutil
+import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -25,7 +26,7 @@ import requests
 
 from sklambda.errors import IntegrityError
 from sklambda.model import load
-from sklambda_tools import evaluate
+from sklambda_tools import edge, evaluate
 from sklambda_tools.drift import file_drift, render
 from sklambda_tools.errors import GateFailed, PackagingError
 from sklambda_tools.examples import penguins
@@ -210,7 +211,34 @@ def main() -> int:
     if not rollout(work, args.out):
         return 1
 
-    step(7, "a tampered artifact is refused")
+    step(7, "the edge: the same model on the device (make edge; Node with onnxruntime-node)")
+    bundle = edge.bundle(work, args.out / "edge")
+    print(f"    {edge.describe(bundle)}")
+    node = subprocess.run(
+        ["node", str(ROOT / "edge" / "bin" / "sklambda-edge.mjs"), str(bundle.path), "--predict"],
+        input=json.dumps({"instances": [BIRD]}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if node.returncode != 0:
+        print(f"    ERROR: Node did not answer: {node.stderr.strip()[-500:]}", file=sys.stderr)
+        return 1
+    on_device = json.loads(node.stdout)["predictions"][0]
+    same = on_device["label"] == prediction["label"] and all(
+        abs(p - prediction["probabilities"][c]) <= 1e-5
+        for c, p in on_device["probabilities"].items()
+    )
+    verdict = "the API's answer" if same else "NOT the API's answer"
+    print(
+        f"    in Node (a Biscoe bird)        -> {on_device['label']}, "
+        f"p={max(on_device['probabilities'].values()):.4f} ({verdict})"
+    )
+    if not same:
+        return 1
+
+    step(8, "a tampered artifact is refused")
     graph = bytearray((work / "model.onnx").read_bytes())
     graph[-1] ^= 1  # one bit, same size: the SHA-256 check is what catches it
     (work / "model.onnx").write_bytes(bytes(graph))

@@ -151,3 +151,83 @@ def transformed(jobs: dict[str, tuple[Path, dict[str, str]]]) -> dict[str, Any]:
     assert out.returncode == 0, out.stderr
     loaded: dict[str, Any] = json.loads(out.stdout)
     return loaded
+
+
+EDGE_CLI = REPO / "edge" / "bin" / "sklambda-edge.mjs"
+
+
+def edge_score(bundle: Path, instances: list[Any], *, predict: bool = False) -> dict[str, Any]:
+    """What the edge module answers in Node for ``instances`` (one process: the bundle's
+    command line), as JSON: ``{rows, predictions, errors, notes}``, or with ``predict`` what
+    POST /predict answers. NaN and infinities travel as Python's json writes them."""
+    body = json.dumps({"instances": instances}, allow_nan=True)
+    flags = ["--predict"] if predict else []
+    done = subprocess.run(
+        ["node", str(EDGE_CLI), str(bundle), *flags],
+        input=body.encode(),
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode in (0, 1), done.stderr.decode()
+    answer: dict[str, Any] = json.loads(done.stdout)
+    return answer
+
+
+def python_score(model: Any, instances: list[Any]) -> dict[str, Any]:
+    """The scoring core's answer in the shape ``edge_score`` gives (the batch rule: the valid
+    rows scored, the others' reasons)."""
+    from sklambda.scoring import score_records
+
+    scored = score_records(model, instances)
+    return {
+        "rows": scored.rows,
+        "predictions": scored.predictions(),
+        "errors": [{"path": e.path(), "reason": e.reason} for e in scored.errors],
+        "notes": [{"path": n.path(), "reason": n.reason, "kind": n.kind} for n in scored.notes],
+    }
+
+
+def _key_order(remarks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``remarks`` with each instance's "unknown feature" reasons sorted by path. They come in
+    the order of the instance's keys, and a JavaScript object lists keys that are array indices
+    ("0", "17") first, whatever their order in the JSON text; the rest keeps its order."""
+
+    def key(item: tuple[int, dict[str, Any]]) -> tuple[str, int, str, int]:
+        position, remark = item
+        instance = remark["path"].split("]")[0]
+        unknown = remark["reason"] == "unknown feature"
+        return (instance, 0 if unknown else 1, remark["path"] if unknown else "", position)
+
+    by_instance: dict[str, int] = {}
+    for position, remark in enumerate(remarks):
+        by_instance.setdefault(remark["path"].split("]")[0], position)
+    ordered = sorted(
+        enumerate(remarks), key=lambda item: (by_instance[key(item)[0]], *key(item)[1:])
+    )
+    return [remark for _, remark in ordered]
+
+
+def assert_same_answers(python: dict[str, Any], edge: dict[str, Any], tolerance: float) -> None:
+    """The same rows scored, the same reasons and notes word for word, the same labels, and
+    probabilities (or values, relatively) within ``tolerance``."""
+    assert edge["rows"] == python["rows"]
+    for what in ("errors", "notes"):
+        ours, theirs = _key_order(python[what]), _key_order(edge[what])
+        first = next(
+            (i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b), None
+        )
+        assert ours == theirs, (what, first, first is not None and (ours[first], theirs[first]))
+    assert len(edge["predictions"]) == len(python["predictions"])
+    pairs = zip(python["rows"], python["predictions"], edge["predictions"], strict=True)
+    for row, ours, theirs in pairs:
+        assert ours.keys() == theirs.keys(), row
+        if "value" in ours:
+            scale = max(abs(ours["value"]), 1.0)
+            assert abs(theirs["value"] - ours["value"]) / scale <= tolerance, row
+            continue
+        assert theirs["label"] == ours["label"], row
+        if "probabilities" in ours:
+            assert theirs["probabilities"].keys() == ours["probabilities"].keys(), row
+            gap = max(abs(theirs["probabilities"][c] - p) for c, p in ours["probabilities"].items())
+            assert gap <= tolerance, (row, gap)

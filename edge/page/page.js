@@ -40,7 +40,10 @@ function field(feature) {
   input.id = id;
   input.name = feature.name;
   const parts = [label, input];
-  if (hint) parts.push(text("small", hint));
+  if (hint) {
+    parts.push(text("small", hint, { id: `${id}-hint` }));
+    input.setAttribute("aria-describedby", `${id}-hint`);
+  }
   return parts;
 }
 
@@ -106,9 +109,10 @@ async function start() {
       window.sklambdaLastAnswer = answer;
       showAnswer(answer);
     } catch (error) {
-      if (!(error instanceof InvalidInput)) throw error;
-      window.sklambdaLastAnswer = { message: error.message, errors: error.errors };
-      showRefusal(error);
+      // a refusal names the fields; anything else (the runtime failing) is shown, not swallowed
+      const refusal = error instanceof InvalidInput ? error : { message: "the model could not answer", errors: [{ path: "model", reason: String(error?.message ?? error) }] };
+      window.sklambdaLastAnswer = { message: refusal.message, errors: refusal.errors };
+      showRefusal(refusal);
     }
     const elapsed = performance.now() - started;
     timings.push(elapsed);

@@ -223,8 +223,10 @@ def _size(n: int) -> str:
 
 def describe(made: Bundle) -> str:
     """What ``make edge`` prints: where the bundle is and its sizes."""
+    where = made.path.resolve()
+    shown = where.relative_to(Path.cwd()) if where.is_relative_to(Path.cwd()) else where
     return (
-        f"edge bundle {made.path}: {_size(made.own_bytes)} "
+        f"edge bundle {shown}: {_size(made.own_bytes)} "
         f"({len([f for f in made.files if not f.startswith('ort/')])} files: graph, manifest, "
         f"module, page), plus {_size(made.ort_bytes)} of onnxruntime-web under ort/"
     )

@@ -17,13 +17,16 @@ from typing import Any
 import pytest
 
 from sklambda.manifest import read_manifest
+from sklambda.model import load
 from sklambda_tools import drift as drift_tool
+from sklambda_tools import edge
+from sklambda_tools.errors import PackagingError
 from sklambda_tools.examples import corpus
 from sklambda_tools.local import invoke_function
 from sklambda_tools.localbatch import run_batch
 from sklambda_tools.package import build
 
-from support import REPO, event
+from support import REPO, assert_same_answers, edge_score, event, python_score
 
 MIN_ONNX_SHARE = 0.9
 # Each of these needed a change to the export; each must keep the onnx runtime.
@@ -133,3 +136,30 @@ def test_every_pipeline_serves_batch_scores_and_drift_checks(
     train = tmp_path / "train.csv"
     item.train.drop(columns=[item.case.target]).to_csv(train, index=False)
     assert drift_tool.main(["--data", str(train), "--model", str(path)]) == 0
+
+
+@pytest.mark.parametrize("name", [c.name for c in corpus.CASES])
+def test_every_edge_graph_gives_the_python_answers_in_node(
+    name: str, packaged: dict[str, tuple[Path, corpus.Fitted]], tmp_path: Path
+) -> None:
+    path, item = packaged[name]
+    manifest = read_manifest(path)
+    if manifest.runtime.edge is None:
+        # Then only a model with no ONNX graph goes without one, and the bundle says why
+        assert manifest.runtime.onnx is None, name
+        with pytest.raises(PackagingError, match="has no ONNX graph"):
+            edge.bundle(path, tmp_path)
+        return
+    # Given its edge bundle, and the holdout with the probe rows (missing values, unseen
+    # categories, numbers between the holdout's)
+    bundle = edge.bundle(path, tmp_path).path
+    probes = json.loads((path / "probes.json").read_text())["rows"]
+    instances = [*_records(item, len(item.holdout)), *(p["instance"] for p in probes)]
+    # When Node scores them with the module and Python with the onnx runtime
+    model = load(path, runtime="onnx")
+    # Then the answers are the same: labels, probabilities within the parity tolerance, notes
+    expected = python_score(model, instances)
+    assert expected["rows"] == list(range(len(instances)))
+    assert_same_answers(
+        expected, edge_score(bundle, instances), manifest.runtime.edge.parity.tolerance
+    )
