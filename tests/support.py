@@ -29,6 +29,23 @@ EXPECTED_STATUS = {
     "predict-wrong-content-type.json": 415,
     "get-model.json": 200,
     "get-health.json": 200,
+    "v2-infer.json": 200,
+    "v2-model-metadata.json": 200,
+}
+
+# The Open Inference Protocol's routes (GET but the /infer ones, which are POST).
+V2_PATHS = {
+    "/v2",
+    "/v2/health/live",
+    "/v2/health/ready",
+    *(
+        f"{prefix}{suffix}"
+        for prefix in (
+            "/v2/models/{model_name}",
+            "/v2/models/{model_name}/versions/{model_version}",
+        )
+        for suffix in ("", "/ready", "/infer")
+    ),
 }
 
 
