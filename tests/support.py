@@ -168,3 +168,22 @@ def transformed(jobs: dict[str, tuple[Path, dict[str, str]]]) -> dict[str, Any]:
     assert out.returncode == 0, out.stderr
     loaded: dict[str, Any] = json.loads(out.stdout)
     return loaded
+
+
+def oip_violations(schema: str, body: Any) -> list[str]:
+    """What is wrong with ``body`` by the Open Inference Protocol's own OpenAPI document
+    (``tests/contracts/open_inference_rest.yaml``): its ``components/schemas/<schema>``,
+    checked by openapi-schema-validator (OpenAPI 3.0 schemas, references resolved)."""
+    import yaml
+    from openapi_schema_validator import OAS30Validator
+
+    document = _OIP.get("document")
+    if document is None:
+        document = _OIP["document"] = yaml.safe_load(
+            (REPO / "tests" / "contracts" / "open_inference_rest.yaml").read_text()
+        )
+    validator = OAS30Validator({"$ref": f"#/components/schemas/{schema}", **document})
+    return [error.message for error in validator.iter_errors(body)]
+
+
+_OIP: dict[str, Any] = {}
