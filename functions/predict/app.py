@@ -97,10 +97,13 @@ def _header(event: dict[str, Any], name: str) -> str | None:
     return None
 
 
-def _body(event: dict[str, Any]) -> str:
+def _body(event: dict[str, Any], headers: dict[str, str] | None = None) -> str:
     """The request body as text: 415 unless it is declared JSON, 413 when too large, 400 when
-    it is not text (or base64 of UTF-8 text)."""
-    content_type = _header(event, "content-type")
+    it is not text (or base64 of UTF-8 text). ``headers``: the event's, names in lower case,
+    when the caller has them."""
+    content_type = (
+        _header(event, "content-type") if headers is None else headers.get("content-type")
+    )
     if content_type is not None and content_type.split(";")[0].strip().lower() != (
         "application/json"
     ):
@@ -268,8 +271,14 @@ def _path_parameter(event: dict[str, Any], name: str) -> str | None:
 
 def _the_v2_model(event: dict[str, Any]) -> Model:
     model = _the_model()
-    name = _path_parameter(event, "model_name")
-    oip.check_model(model, name, _path_parameter(event, "model_version"))
+    found = event.get("pathParameters")
+    if isinstance(found, dict) and isinstance(found.get("model_name"), str):
+        name, version = found["model_name"], found.get("model_version")
+        version = version if isinstance(version, str) else None
+    else:
+        name = _path_parameter(event, "model_name")
+        version = _path_parameter(event, "model_version")
+    oip.check_model(model, name, version)
     return model
 
 
@@ -302,14 +311,20 @@ def v2_model_ready(event: dict[str, Any], metrics: MetricSet) -> tuple[int, str]
 
 def v2_infer(event: dict[str, Any], metrics: MetricSet) -> tuple[int, str]:
     model = _the_v2_model(event)
-    if _header(event, BINARY_HEADER) is not None:
+    headers: dict[str, str] = {}
+    found = event.get("headers")
+    for key, value in found.items() if isinstance(found, dict) else ():
+        name = str(key).lower()
+        if name in ("content-type", BINARY_HEADER):
+            headers[name] = str(value)
+    if BINARY_HEADER in headers:
         raise HttpError(
             415,
             "the binary tensor extension (header Inference-Header-Content-Length) is not "
             "supported: send JSON tensors (tritonclient: binary_data=False)",
         )
     try:
-        document = loads(_body(event))
+        document = loads(_body(event, headers))
     except (ValueError, RecursionError):  # not JSON, or nested too deep
         raise HttpError(400, "the request body is not valid JSON") from None
     request = oip.parse(model, document, settings.max_instances)

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeGuard
+from weakref import WeakKeyDictionary
 
 from sklambda.errors import FieldError, SklambdaError
 from sklambda.schema import FLOAT32_LIMIT, _cut, number_limit
@@ -191,15 +192,22 @@ class Request:
     id: str | None
     rows: list[dict[str, Any]]
     outputs: list[str]
-    places: dict[str, str]  # feature -> "'island' (inputs[0])"
+    places: dict[str, tuple[int, int | None]]  # feature -> (its input, its column in a 2-D one)
 
     def row_reasons(self, errors: Sequence[FieldError]) -> TensorRefused:
-        """The core's reasons of bad rows, placed in the request's tensors."""
+        """The core's reasons of bad rows, placed in the request's tensors:
+        ``row 3, 'island' (inputs[0])``, ``row 3, 'age' (inputs[0] column 1)``."""
         reasons = _Reasons()
         for error in errors:
             where = f"row {error.row}"
             if error.field is not None:
-                where += f", {self.places.get(error.field, repr(error.field))}"
+                where += f", {error.field!r}"
+                if error.field in self.places:
+                    index, column = self.places[error.field]
+                    at = (
+                        f"inputs[{index}]" if column is None else f"inputs[{index}] column {column}"
+                    )
+                    where += f" ({at})"
             reasons.add(where, error.reason)
         return TensorRefused(INVALID_ROWS, reasons.items, reasons.omitted)
 
@@ -324,6 +332,57 @@ class _Tensor:
     datatype: str
     content_type: Any
     data: list[Any]
+    kinds: frozenset[type] | None = None  # the elements' types, when the quick check saw them
+
+
+_QUICK_PARAMETERS = frozenset({"content_type"})
+
+
+def _quick(index: int, item: Any) -> _Tensor | None:
+    """A plainly well-formed input (flat data of the shape's size, no parameter but a known
+    content type), found with few checks; ``None`` sends it to ``_tensors``' full checks."""
+    if type(item) is not dict:
+        return None
+    name, shape, kind, data = (
+        item.get("name"),
+        item.get("shape"),
+        item.get("datatype"),
+        item.get("data"),
+    )
+    parameters = item.get("parameters")
+    if (
+        type(name) is not str
+        or not name
+        or type(kind) is not str
+        or kind not in DATATYPES
+        or type(data) is not list
+        or type(shape) is not list
+    ):
+        return None
+    content_type = None
+    if parameters is not None:
+        if type(parameters) is not dict or not _QUICK_PARAMETERS.issuperset(parameters):
+            return None
+        content_type = parameters.get("content_type")
+        if content_type is not None and content_type not in INPUT_CONTENT_TYPES:
+            return None
+    if len(shape) == 1:
+        (size,) = shape
+        if type(size) is not int or size < 0:
+            return None
+    elif len(shape) == 2:
+        rows, width = shape
+        if type(rows) is not int or type(width) is not int or rows < 0 or width < 0:
+            return None
+        size = rows * width
+    else:
+        return None
+    if len(data) != size:
+        return None
+    kinds = frozenset(map(type, data))
+    if list in kinds:
+        return None  # nested data: the full checks flatten it
+    return _Tensor(index, name, shape, kind, content_type, data, kinds)
 
 
 def _tensors(inputs: Any, reasons: _Reasons) -> list[_Tensor]:
@@ -337,6 +396,11 @@ def _tensors(inputs: Any, reasons: _Reasons) -> list[_Tensor]:
     tensors: list[_Tensor] = []
     seen: set[str] = set()
     for i, item in enumerate(inputs):
+        quick = _quick(i, item)
+        if quick is not None and quick.name not in seen:
+            seen.add(quick.name)
+            tensors.append(quick)
+            continue
         at = f"inputs[{i}]"
         if not isinstance(item, dict):
             reasons.add(at, f"expected an object, got {describe(item)}")
@@ -396,8 +460,24 @@ def _tensors(inputs: Any, reasons: _Reasons) -> list[_Tensor]:
     return tensors
 
 
+_NONE = type(None)
+_PLAIN: dict[str, frozenset[type]] = {
+    "FP64": frozenset({float, int, _NONE}),
+    "BYTES": frozenset({str, _NONE}),
+    "BOOL": frozenset({bool, _NONE}),
+}
+
+
 def _values(tensor: _Tensor, reasons: _Reasons) -> list[Any]:
     """A tensor's elements checked against its datatype, as values for the core."""
+    plain = _PLAIN.get(tensor.datatype)
+    if (
+        plain is not None
+        and tensor.kinds is not None
+        and tensor.kinds <= plain
+        and tensor.content_type != "pd_json"
+    ):
+        return tensor.data  # every element is of the datatype's JSON type: nothing to convert
     check = _element_check(tensor.datatype, tensor.content_type)
     values = []
     at = f"inputs[{tensor.index}].data"
@@ -444,8 +524,12 @@ def _outputs(requested: Any, model: Model, reasons: _Reasons) -> list[str]:
     return names
 
 
-def parse(model: Model, document: Any, max_rows: int) -> Request:
+def parse(model: Model, document: Any, max_rows: int, *, quick: bool = True) -> Request:
     """Check a V2 inference request (a parsed JSON document) and build its rows.
+
+    A plainly well-formed request (one column input per feature, the datatypes the metadata
+    names or INT64, no parameter but the content types) takes a quick path with the same
+    answer; any doubt, or ``quick=False``, takes the full checks, where every reason is found.
 
     Raises
     ------
@@ -454,6 +538,12 @@ def parse(model: Model, document: Any, max_rows: int) -> Request:
     TooManyRows
         More than ``max_rows`` rows.
     """
+    if quick:
+        found = _quick_request(model, document)
+        if found is not None:
+            if len(found.rows) > max_rows:
+                raise TooManyRows(max_rows)
+            return found
     reasons = _Reasons()
     if not isinstance(document, dict):
         reasons.add("body", "required" if document is None else "expected a JSON object")
@@ -474,16 +564,112 @@ def parse(model: Model, document: Any, max_rows: int) -> Request:
     outputs = _outputs(document.get("outputs"), model, reasons)
     tensors = _tensors(document.get("inputs"), reasons)
     reasons.raise_if_any()
-    features = model.manifest.features
-    by_name = {f.name: f for f in features}
-    if len(tensors) == 1 and tensors[0].name not in by_name and len(tensors[0].shape) == 2:
-        rows, places = _matrix(tensors[0], features, reasons)
+    plan = _plan(model)
+    if len(tensors) == 1 and tensors[0].name not in plan.by_name and len(tensors[0].shape) == 2:
+        rows, places = _matrix(tensors[0], plan, reasons)
     else:
-        rows, places = _columns(tensors, by_name, reasons)
+        rows, places = _columns(tensors, plan, reasons)
     reasons.raise_if_any()
     if len(rows) > max_rows:
         raise TooManyRows(max_rows)
     return Request(request_id, rows, outputs, places)
+
+
+_QUICK_TYPES: dict[str, frozenset[type]] = {
+    **_PLAIN,
+    "INT64": frozenset({int, _NONE}),
+}
+_INT64 = _INT_BOUNDS["INT64"]
+_NO_TYPES: dict[str, frozenset[type]] = {}
+
+
+def _quick_request(model: Model, document: Any) -> Request | None:
+    """The request when it is plainly well formed (see ``parse``), else ``None``."""
+    if type(document) is not dict:
+        return None
+    request_id, parameters = document.get("id"), document.get("parameters")
+    if request_id is not None and type(request_id) is not str:
+        return None
+    if parameters is not None and (
+        type(parameters) is not dict
+        or not _QUICK_PARAMETERS.issuperset(parameters)
+        or parameters.get("content_type") not in (None, *CONTENT_TYPES)
+    ):
+        return None
+    plan = _plan(model)
+    outputs = _quick_outputs(document.get("outputs"), plan)
+    inputs = document.get("inputs")
+    if outputs is None or type(inputs) is not list or len(inputs) != len(plan.names):
+        return None
+    columns: dict[str, list[Any]] = {}
+    places: dict[str, tuple[int, int | None]] = {}
+    n = -1
+    for index, item in enumerate(inputs):
+        if type(item) is not dict:
+            return None
+        name, kind = item.get("name"), item.get("datatype")
+        shape, data = item.get("shape"), item.get("data")
+        if type(name) is not str or type(kind) is not str or name in columns:
+            return None
+        plain = plan.quick.get(name, _NO_TYPES).get(kind)  # the element types its datatype takes
+        if plain is None:
+            return None
+        extra = item.get("parameters")
+        if extra is not None and (
+            type(extra) is not dict
+            or not _QUICK_PARAMETERS.issuperset(extra)
+            or extra.get("content_type") not in (None, "str", "np")
+        ):
+            return None
+        if type(shape) is not list or type(data) is not list:
+            return None
+        if len(shape) == 2:
+            rows, width = shape
+            if type(width) is not int or width != 1:
+                return None
+        elif len(shape) == 1:
+            rows = shape[0]
+        else:
+            return None
+        if type(rows) is not int or rows != len(data) or (n != -1 and rows != n):
+            return None
+        if not plain.issuperset(map(type, data)):
+            return None
+        if kind == "INT64":
+            low, high = _INT64
+            if not all(low <= x <= high for x in data if x is not None):
+                return None
+        n = rows
+        columns[name] = data
+        places[name] = (index, None)
+    if n < 1:
+        return None
+    names = plan.names
+    if n == 1:
+        return Request(request_id, [{k: columns[k][0] for k in names}], outputs, places)
+    values = [columns[k] for k in names]
+    table = [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
+    return Request(request_id, table, outputs, places)
+
+
+def _quick_outputs(requested: Any, plan: _Plan) -> list[str] | None:
+    if requested is None or requested == []:
+        return plan.outputs
+    if type(requested) is not list:
+        return None
+    names: list[str] = []
+    for item in requested:
+        if type(item) is not dict or not {"name", "parameters"}.issuperset(item):
+            return None
+        name, extra = item.get("name"), item.get("parameters")
+        if type(name) is not str or name not in plan.outputs or name in names:
+            return None
+        if extra is not None and extra != {} and extra != {"binary_data": False}:
+            return None
+        if extra and type(extra["binary_data"]) is not bool:
+            return None
+        names.append(name)
+    return names
 
 
 def _no_rows(reasons: _Reasons, at: str) -> None:
@@ -491,60 +677,100 @@ def _no_rows(reasons: _Reasons, at: str) -> None:
 
 
 def _columns(
-    tensors: list[_Tensor], by_name: Mapping[str, Feature], reasons: _Reasons
-) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    tensors: list[_Tensor], plan: _Plan, reasons: _Reasons
+) -> tuple[list[dict[str, Any]], dict[str, tuple[int, int | None]]]:
     """One input per feature, shape ``[N]`` or ``[N, 1]``."""
-    for tensor in tensors:
-        if tensor.name not in by_name:
-            hint = (
-                "; a single 2-D input serves all-numeric models only"
-                if len(tensors) == 1 and len(tensor.shape) == 2
-                else ""
-            )
-            reasons.add(
-                f"inputs[{tensor.index}].name",
-                f"unknown input {_echo(tensor.name)}; the model's inputs are {list(by_name)}{hint}",
-            )
+    by_name = plan.by_name
     present = {t.name for t in tensors}
-    for name in by_name:
-        if name not in present:
-            reasons.add("inputs", f"missing input {name!r}")
-    if reasons.items:
+    if present != plan.names_set:
+        for tensor in tensors:
+            if tensor.name not in by_name:
+                hint = (
+                    "; a single 2-D input serves all-numeric models only"
+                    if len(tensors) == 1 and len(tensor.shape) == 2
+                    else ""
+                )
+                reasons.add(
+                    f"inputs[{tensor.index}].name",
+                    f"unknown input {_echo(tensor.name)}; the model's inputs are "
+                    f"{plan.names}{hint}",
+                )
+        for name in plan.names:
+            if name not in present:
+                reasons.add("inputs", f"missing input {name!r}")
         return [], {}
-    rows_of: int | None = None
+    rows_of = tensors[0].shape[0]
     columns: dict[str, list[Any]] = {}
-    places: dict[str, str] = {}
+    places: dict[str, tuple[int, int | None]] = {}
+    allowed = plan.allowed
     for tensor in tensors:
-        at = f"inputs[{tensor.index}]"
-        feature = by_name[tensor.name]
-        places[feature.name] = f"{feature.name!r} ({at})"
-        shape = tensor.shape
-        if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
-            reasons.add(f"{at}.shape", f"expected [N] or [N, 1] (one column), got {shape}")
-            continue
-        if rows_of is None:
-            rows_of = shape[0]
+        name, shape = tensor.name, tensor.shape
+        places[name] = (tensor.index, None)
+        if len(shape) == 2 and shape[1] != 1:
+            reasons.add(
+                f"inputs[{tensor.index}].shape",
+                f"expected [N] or [N, 1] (one column), got {shape}",
+            )
         elif shape[0] != rows_of:
             reasons.add(
-                f"{at}.shape",
+                f"inputs[{tensor.index}].shape",
                 f"{shape[0]} rows, but inputs[{tensors[0].index}] has {rows_of}",
             )
-            continue
-        if tensor.datatype not in _allowed(feature):
+        elif tensor.datatype not in allowed[name]:
+            feature = by_name[name]
             reasons.add(
-                f"{at}.datatype",
-                f"{tensor.datatype} does not fit the {feature.kind} feature {feature.name!r}; "
+                f"inputs[{tensor.index}].datatype",
+                f"{tensor.datatype} does not fit the {feature.kind} feature {name!r}; "
                 f"expected {_expected(feature)}",
             )
-            continue
-        columns[feature.name] = _values(tensor, reasons)
+        else:
+            columns[name] = _values(tensor, reasons)
     if rows_of == 0:
-        _no_rows(reasons, "inputs[0].shape")
-    if reasons.items or rows_of is None:
+        _no_rows(reasons, f"inputs[{tensors[0].index}].shape")
+    if reasons.items:
         return [], places
-    names = list(by_name)
+    names = plan.names
+    if rows_of == 1:
+        return [{n: columns[n][0] for n in names}], places
     values = [columns[n] for n in names]
     return [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)], places
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What the checks need of a model, built once per model."""
+
+    names: list[str]
+    names_set: frozenset[str]
+    by_name: dict[str, Feature]
+    allowed: dict[str, frozenset[str]]  # feature -> the datatypes its input may have
+    numeric: bool  # every feature a number: one 2-D input may carry them all
+    outputs: list[str]  # the outputs a request may ask for
+    label_datatype: str
+    quick: dict[str, dict[str, frozenset[type]]]  # feature -> datatype -> its element types
+
+
+_plans: WeakKeyDictionary[Model, _Plan] = WeakKeyDictionary()
+
+
+def _plan(model: Model) -> _Plan:
+    found = _plans.get(model)
+    if found is None:
+        features = model.manifest.features
+        found = _plans[model] = _Plan(
+            names=[f.name for f in features],
+            names_set=frozenset(f.name for f in features),
+            by_name={f.name: f for f in features},
+            allowed={f.name: _allowed(f) for f in features},
+            numeric=all(f.kind in ("numeric", "integer") for f in features),
+            outputs=output_names(model),
+            label_datatype=_label_datatype(list(model.classes or ())),
+            quick={
+                f.name: {k: t for k, t in _QUICK_TYPES.items() if k in _allowed(f)}
+                for f in features
+            },
+        )
+    return found
 
 
 def _expected(feature: Feature) -> str:
@@ -556,12 +782,12 @@ def _expected(feature: Feature) -> str:
 
 
 def _matrix(
-    tensor: _Tensor, features: Sequence[Feature], reasons: _Reasons
-) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    tensor: _Tensor, plan: _Plan, reasons: _Reasons
+) -> tuple[list[dict[str, Any]], dict[str, tuple[int, int | None]]]:
     """One 2-D input ``[N, features]``, columns in the manifest's feature order."""
     at = f"inputs[{tensor.index}]"
-    names = [f.name for f in features]
-    if any(f.kind not in ("numeric", "integer") for f in features):
+    names = plan.names
+    if not plan.numeric:
         reasons.add(
             f"{at}.name",
             f"unknown input {_echo(tensor.name)}; the model's inputs are {names} (a single 2-D "
@@ -578,7 +804,7 @@ def _matrix(
     if reasons.items:
         return [], {}
     values = _values(tensor, reasons)
-    places = {n: f"{n!r} ({at} column {j})" for j, n in enumerate(names)}
+    places: dict[str, tuple[int, int | None]] = {n: (tensor.index, j) for j, n in enumerate(names)}
     return [
         dict(zip(names, values[r * width : (r + 1) * width], strict=True)) for r in range(rows)
     ], places
@@ -601,7 +827,7 @@ def response(model: Model, request: Request, scored: Scored) -> dict[str, Any]:
                     "name": PREDICT_PROBA,
                     "datatype": "FP64",
                     "shape": [n, int(proba.shape[1])],
-                    "data": proba.astype("float64", copy=False).ravel().tolist(),
+                    "data": proba.ravel().tolist(),
                 }
             )
         elif scores.values is not None:
@@ -610,7 +836,7 @@ def response(model: Model, request: Request, scored: Scored) -> dict[str, Any]:
                     "name": PREDICT,
                     "datatype": "FP64",
                     "shape": [n, 1],
-                    "data": scores.values.astype("float64", copy=False).tolist(),
+                    "data": scores.values.tolist(),
                 }
             )
         else:
@@ -618,7 +844,7 @@ def response(model: Model, request: Request, scored: Scored) -> dict[str, Any]:
             outputs.append(
                 {
                     "name": PREDICT,
-                    "datatype": _label_datatype(list(model.classes or ())),
+                    "datatype": _plan(model).label_datatype,
                     "shape": [n, 1],
                     "data": scores.labels.tolist(),
                 }

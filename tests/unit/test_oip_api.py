@@ -574,3 +574,42 @@ def test_fuzzed_tensors_get_a_200_or_a_4xx_in_the_protocols_shape(
         if o["datatype"] == "FP64"
         for x in o["data"]
     )
+
+
+def outcome(body: Any, *, quick: bool) -> Any:
+    from sklambda import oip
+
+    try:
+        request = oip.parse(MODEL, body, 1000, quick=quick)
+    except oip.TensorRefused as exc:
+        return exc.text()
+    return request.rows, request.outputs, request.id
+
+
+@seed(20261203)
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(body=v2_bodies(), outputs=st.sampled_from([None, [], [{"name": "predict"}], "x"]))
+def test_the_quick_path_answers_as_the_full_checks(body: Any, outputs: Any) -> None:
+    # the quick path is an optimisation: it may only ever agree with the full checks
+    if outputs is not None:
+        body["outputs"] = outputs
+    assert outcome(body, quick=True) == outcome(body, quick=False)
+
+
+@pytest.mark.parametrize("mistake", [m for m, _, _ in BAD_TENSORS])
+def test_the_quick_path_refuses_what_the_full_checks_refuse(mistake: str) -> None:
+    make = next(f for m, f, _ in BAD_TENSORS if m == mistake)
+    body = make(columns(ROWS[:2]))
+    assert isinstance(outcome(body, quick=False), str)
+    assert outcome(body, quick=True) == outcome(body, quick=False)
+
+
+def test_a_plain_pandas_codec_request_takes_the_quick_path() -> None:
+    from sklambda import oip
+
+    body = columns(ROWS, flipper_length_mm="INT64")
+    body["inputs"][3]["data"] = [230, 190, 195]
+    body["inputs"][0]["parameters"] = {"content_type": "str"}
+    body["outputs"] = [{"name": "predict", "parameters": {"binary_data": False}}]
+    found = oip._quick_request(MODEL, body)
+    assert found is not None and found == oip.parse(MODEL, body, 1000, quick=False)
