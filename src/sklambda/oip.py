@@ -280,8 +280,11 @@ def _element_check(name: str, content_type: Any) -> Callable[[Any], tuple[Any, s
                 return None, None
             if isinstance(x, bool) or not isinstance(x, (int, float)):
                 return None, f"expected a number ({name}), got {describe(x)}"
-            # NaN and infinity go to the core, which gives the native API's reasons
-            if math.isfinite(limit) and math.isfinite(x) and abs(x) >= limit:
+            # NaN and infinity go to the core, which gives the native API's reasons; an
+            # integer is compared exactly, however long (no conversion to a double)
+            if isinstance(x, float) and not math.isfinite(x):
+                return x, None
+            if abs(x) >= limit:
                 return None, f"number out of range for {name}"
             return x, None
 
