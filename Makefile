@@ -137,9 +137,10 @@ batch: setup $(MODEL_DIR)/model.json  ## score FILE through the batch function i
 	  $(if $(SPLIT_BYTES),--split-bytes "$(SPLIT_BYTES)") $(if $(WORKERS),--workers "$(WORKERS)") \
 	  $(if $(CHUNK_ROWS),--chunk-rows "$(CHUNK_ROWS)")
 
-bench: setup build-host $(EDGE_STAMP)  ## benchmarks: online latency, batch throughput and memory, the split path, cold starts, capture and the drift job, the pre-traffic check, the edge page
+bench: setup build-host $(EDGE_STAMP)  ## benchmarks: online latency (and V2 beside /predict), batch throughput and memory, the split path, cold starts, capture and the drift job, the pre-traffic check, the edge page
 	@mkdir -p out/bench
 	$(PY) bench/online.py --json out/bench/online.json
+	$(PY) bench/oip.py --json out/bench/oip.json
 	$(PY) bench/batch.py --json out/bench/batch.json
 	$(PY) bench/split.py --json out/bench/split.json
 	$(PY) bench/scale_costs.py --json out/bench/split.json

@@ -166,9 +166,31 @@ def main() -> int:
         ROOT, model_dir=work.resolve(), parameters={"AuthMode": "NONE", "CaptureRate": "0"}
     )
     with Server(app, port=0) as server:
-        print(f"    {server.url}: " + ", ".join(f"{method} {path}" for path, method in app.routes))
+        native = [f"{method} {path}" for path, method in app.routes if not path.startswith("/v2")]
+        v2 = len(app.routes) - len(native)
+        print(
+            f"    {server.url}: {', '.join(native)}, and {v2} Open Inference Protocol routes (/v2)"
+        )
+        # the same bird as MLServer's pandas codec sends it: one [1, 1] tensor per feature
+        tensors = {
+            "parameters": {"content_type": "pd"},
+            "inputs": [
+                {
+                    "name": name,
+                    "shape": [1, 1],
+                    "datatype": "BYTES" if isinstance(value, str) else "FP64",
+                    "data": [value],
+                }
+                for name, value in BIRD.items()
+            ],
+            "outputs": [{"name": "predict"}, {"name": "predict_proba"}],
+        }
         with redirect_stdout(emitted):
             valid = requests.post(f"{server.url}/predict", json={"instances": [BIRD]}, timeout=30)
+            name = valid.json()["model"]["name"]
+            inferred = requests.post(
+                f"{server.url}/v2/models/{name}/infer", json=tensors, timeout=30
+            )
             invalid = requests.post(
                 f"{server.url}/predict",
                 json={"instances": [{**BIRD, "bill_length_mm": "long", "colour": "black"}]},
@@ -178,6 +200,11 @@ def main() -> int:
         print(
             f"    POST /predict (a Biscoe bird)  -> {valid.status_code}: {prediction['label']}, "
             f"p={max(prediction['probabilities'].values()):.4f}"
+        )
+        label, proba = (o["data"] for o in inferred.json()["outputs"])
+        print(
+            f"    POST /v2/models/{name}/infer (the same bird, V2 tensors) -> "
+            f"{inferred.status_code}: {label[0]}, p={max(proba):.4f}"
         )
         print(f"    POST /predict (two mistakes)   -> {invalid.status_code}:")
         for error in invalid.json()["errors"]:

@@ -29,6 +29,23 @@ EXPECTED_STATUS = {
     "predict-wrong-content-type.json": 415,
     "get-model.json": 200,
     "get-health.json": 200,
+    "v2-infer.json": 200,
+    "v2-model-metadata.json": 200,
+}
+
+# The Open Inference Protocol's routes (GET but the /infer ones, which are POST).
+V2_PATHS = {
+    "/v2",
+    "/v2/health/live",
+    "/v2/health/ready",
+    *(
+        f"{prefix}{suffix}"
+        for prefix in (
+            "/v2/models/{model_name}",
+            "/v2/models/{model_name}/versions/{model_version}",
+        )
+        for suffix in ("", "/ready", "/infer")
+    ),
 }
 
 
@@ -231,3 +248,22 @@ def assert_same_answers(python: dict[str, Any], edge: dict[str, Any], tolerance:
             assert theirs["probabilities"].keys() == ours["probabilities"].keys(), row
             gap = max(abs(theirs["probabilities"][c] - p) for c, p in ours["probabilities"].items())
             assert gap <= tolerance, (row, gap)
+
+
+def oip_violations(schema: str, body: Any) -> list[str]:
+    """What is wrong with ``body`` by the Open Inference Protocol's own OpenAPI document
+    (``tests/contracts/open_inference_rest.yaml``): its ``components/schemas/<schema>``,
+    checked by openapi-schema-validator (OpenAPI 3.0 schemas, references resolved)."""
+    import yaml
+    from openapi_schema_validator import OAS30Validator
+
+    document = _OIP.get("document")
+    if document is None:
+        document = _OIP["document"] = yaml.safe_load(
+            (REPO / "tests" / "contracts" / "open_inference_rest.yaml").read_text()
+        )
+    validator = OAS30Validator({"$ref": f"#/components/schemas/{schema}", **document})
+    return [error.message for error in validator.iter_errors(body)]
+
+
+_OIP: dict[str, Any] = {}

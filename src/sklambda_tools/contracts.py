@@ -10,6 +10,7 @@ share, so both give the same error text.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -151,6 +152,100 @@ class Health(_Documented):
 ERROR = {"content": {"application/json": {"model": ErrorBody}}}
 
 
+# --- the Open Inference Protocol (V2): the shapes of kserve/open-inference-protocol's REST
+# document; the handler checks the tensors themselves (sklambda.oip), so these models document.
+
+Parameters = dict[str, str | float | bool]
+
+
+class V2Error(_Documented):
+    error: str = Field(description="What is wrong; field reasons name their place.")
+
+
+class V2Tensor(_Documented):
+    name: str
+    datatype: str = Field(examples=["BYTES", "FP64", "INT64", "BOOL"])
+    shape: list[int]
+
+
+class V2RequestInput(BaseModel):
+    name: str = Field(description="A feature's name, or any name for the single 2-D input.")
+    shape: list[Annotated[int, Field(ge=0)]] = Field(
+        description="[N] or [N, 1] for a feature's column; [N, features] for the 2-D input."
+    )
+    datatype: str = Field(
+        description="BYTES for a categorical feature, BOOL for a boolean, a numeric datatype "
+        "(INT*, UINT*, FP*) for a number."
+    )
+    data: list[Any] = Field(description="Row-major, flat or in the shape's natural nesting.")
+    parameters: Parameters | None = None
+
+
+class V2RequestOutput(BaseModel):
+    name: str = Field(examples=["predict", "predict_proba"])
+    parameters: Parameters | None = None
+
+
+def infer_request_model(manifest: Manifest | None) -> type[BaseModel]:
+    """The V2 inference request, with the model's inputs named in its description."""
+    names = ", ".join(f.name for f in manifest.features) if manifest else "the model's features"
+    return create_model(
+        "V2InferenceRequest",
+        __base__=BaseModel,
+        id=(str | None, None),
+        parameters=(Parameters | None, None),
+        inputs=(
+            list[V2RequestInput],
+            Field(min_length=1, description=f"One input per feature ({names})."),
+        ),
+        outputs=(list[V2RequestOutput] | None, None),
+    )
+
+
+class V2ResponseOutput(_Documented):
+    name: str
+    datatype: str
+    shape: list[int]
+    data: list[Any]
+
+
+class V2InferenceResponse(_Documented):
+    model_name: str
+    model_version: str
+    id: str | None = Field(default=None, description="The request's id, when it had one.")
+    outputs: list[V2ResponseOutput]
+
+
+class V2ModelMetadata(_Documented):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[V2Tensor]
+    outputs: list[V2Tensor]
+    parameters: dict[str, str] = Field(
+        default_factory=dict, description="content_type, and classes: the columns of predict_proba."
+    )
+
+
+class V2ServerMetadata(_Documented):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class V2Live(_Documented):
+    live: bool
+
+
+class V2Ready(_Documented):
+    ready: bool
+
+
+class V2ModelReady(_Documented):
+    name: str
+    ready: bool
+
+
 @dataclass(frozen=True)
 class RouteDoc:
     """One route as the OpenAPI document describes it (the handler serves the same ones)."""
@@ -161,10 +256,30 @@ class RouteDoc:
     summary: str
     responses: dict[int, dict[str, Any]]
     description: str | None = None
-    body: bool = False  # takes the PredictRequest body
+    body: str | None = None  # the request body it takes: "predict" or "infer"
+
+    @property
+    def parameters(self) -> list[str]:
+        """The path's parameters, ``{model_name}`` and the like."""
+        return re.findall(r"\{(\w+)\}", self.path)
 
 
 _UNAVAILABLE = {503: {"description": "The model could not be loaded.", **ERROR}}
+
+
+def _v2_ok(description: str, model: type[BaseModel]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"model": model}}}
+
+
+def _v2_error(description: str) -> dict[str, Any]:
+    return _v2_ok(description, V2Error)
+
+
+_V2_UNAVAILABLE = {503: _v2_error("The model could not be loaded.")}
+_V2_MODEL_ERRORS = {
+    404: _v2_error("Another model name or version than the one this API serves."),
+    **_V2_UNAVAILABLE,
+}
 ROUTES = (
     RouteDoc(
         "POST",
@@ -189,7 +304,7 @@ ROUTES = (
         },
         description="Every instance is validated against the model's input schema; any "
         "invalid instance rejects the request with one error per field.",
-        body=True,
+        body="predict",
     ),
     RouteDoc(
         "GET",
@@ -211,5 +326,76 @@ ROUTES = (
             },
             **_UNAVAILABLE,
         },
+    ),
+    *(
+        RouteDoc(
+            "GET",
+            "/v2",
+            "v2_server",
+            "Open Inference Protocol: server metadata",
+            {200: _v2_ok("The server's name and version.", V2ServerMetadata)},
+        ),
+        RouteDoc(
+            "GET",
+            "/v2/health/live",
+            "v2_live",
+            "Open Inference Protocol: server live",
+            {200: _v2_ok("The function answers (whether or not the model loaded).", V2Live)},
+        ),
+        RouteDoc(
+            "GET",
+            "/v2/health/ready",
+            "v2_ready",
+            "Open Inference Protocol: server ready",
+            {200: _v2_ok("The model is loaded.", V2Ready), **_V2_UNAVAILABLE},
+        ),
+    ),
+    *(
+        route
+        for prefix, tag in (
+            ("/v2/models/{model_name}", ""),
+            ("/v2/models/{model_name}/versions/{model_version}", " (a version)"),
+        )
+        for route in (
+            RouteDoc(
+                "GET",
+                prefix,
+                "v2_model" + ("_version" if tag else ""),
+                f"Open Inference Protocol: model metadata{tag}",
+                {200: _v2_ok("Inputs, outputs, datatypes and shapes.", V2ModelMetadata)}
+                | _V2_MODEL_ERRORS,
+            ),
+            RouteDoc(
+                "GET",
+                f"{prefix}/ready",
+                "v2_model_ready" + ("_version" if tag else ""),
+                f"Open Inference Protocol: model ready{tag}",
+                {200: _v2_ok("The model is ready.", V2ModelReady)} | _V2_MODEL_ERRORS,
+            ),
+            RouteDoc(
+                "POST",
+                f"{prefix}/infer",
+                "v2_infer" + ("_version" if tag else ""),
+                f"Open Inference Protocol: inference{tag}",
+                {
+                    200: _v2_ok("The requested outputs of every row.", V2InferenceResponse),
+                    400: _v2_error("The body is not JSON."),
+                    413: _v2_error("Too many rows, or the body is too large."),
+                    415: _v2_error(
+                        "The body is not declared as JSON, or uses the binary tensor extension."
+                    ),
+                    422: _v2_error(
+                        "Malformed tensors, or rows that do not match the model's input schema "
+                        f"(the core's reasons, each naming its row and input; {MAX_ERRORS} at "
+                        "most)."
+                    ),
+                }
+                | _V2_MODEL_ERRORS,
+                description="Tensors as MLServer's pandas codec sends them (one input per "
+                "feature, [N, 1] or [N]) or, for an all-numeric model, one [N, features] "
+                "input; JSON tensors only.",
+                body="infer",
+            ),
+        )
     ),
 )

@@ -53,6 +53,22 @@ class Route:
     method: str
     function: str
 
+    def match(self, path: str) -> dict[str, str] | None:
+        """The path parameters of ``path`` when it is this route's (``{name}`` matches one
+        segment, as in API Gateway), else ``None``."""
+        template, actual = self.path.split("/"), path.split("/")
+        if len(template) != len(actual):
+            return None
+        found: dict[str, str] = {}
+        for part, value in zip(template, actual, strict=True):
+            if part.startswith("{") and part.endswith("}"):
+                if not value:
+                    return None
+                found[part[1:-1]] = value
+            elif part != value:
+                return None
+        return found
+
 
 def api_routes(template: dict[str, Any], api: str = "PredictApi") -> list[Route]:
     """The routes of a REST API whose paths are an OpenAPI ``DefinitionBody``."""
@@ -124,7 +140,26 @@ class LocalApi:
 
     # --- HTTP to event and back -----------------------------------------------------------
 
-    def event(self, environ: dict[str, Any], route: Route, body: bytes) -> dict[str, Any]:
+    def find(self, path: str, method: str) -> tuple[Route, dict[str, str]] | None:
+        """The route of a request and its path parameters: a literal path first, as API
+        Gateway prefers one to a parameter."""
+        route = self.routes.get((path, method))
+        if route is not None:
+            return route, {}
+        for candidate in self.routes.values():
+            if candidate.method == method and "{" in candidate.path:
+                found = candidate.match(path)
+                if found is not None:
+                    return candidate, found
+        return None
+
+    def event(
+        self,
+        environ: dict[str, Any],
+        route: Route,
+        body: bytes,
+        parameters: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         from werkzeug.wrappers import Request
 
         request = Request(environ)
@@ -138,15 +173,18 @@ class LocalApi:
         is_text = not body or content_type.startswith(TEXT_TYPES) or content_type.endswith("+json")
         now = datetime.now(UTC)
         request_id = str(uuid.uuid4())
+        path = environ.get("PATH_INFO") or route.path
+        if path.startswith(f"/{self.stage}/"):
+            path = path[len(self.stage) + 1 :]
         return {
             "resource": route.path,
-            "path": route.path,
+            "path": path,
             "httpMethod": route.method,
             "headers": headers or None,
             "multiValueHeaders": multi_headers or None,
             "queryStringParameters": query,
             "multiValueQueryStringParameters": multi_query,
-            "pathParameters": None,
+            "pathParameters": parameters or None,
             "stageVariables": None,
             "requestContext": {
                 "accountId": "000000000000",
@@ -154,7 +192,7 @@ class LocalApi:
                 "resourceId": "local",
                 "resourcePath": route.path,
                 "httpMethod": route.method,
-                "path": f"/{self.stage}{route.path}",
+                "path": f"/{self.stage}{path}",
                 "stage": self.stage,
                 "protocol": environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
                 "requestId": request_id,
@@ -190,14 +228,15 @@ class LocalApi:
         prefix = f"/{self.stage}/"
         if path.startswith(prefix):  # accept the deployed URL's stage prefix too
             path = path[len(prefix) - 1 :]
-        route = self.routes.get((path, environ["REQUEST_METHOD"]))
-        if route is None:
+        found = self.find(path, environ["REQUEST_METHOD"])
+        if found is None:
             return self._reply(
                 start_response,
                 403,
                 {"Content-Type": "application/json"},
                 json.dumps(MISSING_TOKEN).encode(),
             )
+        route, parameters = found
         refusal = self.denied(environ)
         if refusal is not None:
             return self._reply(
@@ -208,7 +247,7 @@ class LocalApi:
             )
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
-        event = self.event(environ, route, body)
+        event = self.event(environ, route, body, parameters)
         function = self.functions[route.function]
         context = LambdaContext(function_name=route.function, timeout_seconds=function.timeout)
         try:

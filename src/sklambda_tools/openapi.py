@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
 from sklambda.manifest import Manifest, read_manifest
-from sklambda_tools.contracts import ROUTES, RouteDoc, request_model
+from sklambda_tools.contracts import ROUTES, RouteDoc, infer_request_model, request_model
 
 
 def _endpoint(route: RouteDoc, body: type | None) -> Any:
@@ -25,6 +26,9 @@ def _endpoint(route: RouteDoc, body: type | None) -> Any:
     endpoint.__name__ = route.name
     parameters = []
     annotations: dict[str, Any] = {}
+    for name in route.parameters:
+        annotations[name] = str
+        parameters.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=str))
     if body is not None:
         from aws_lambda_powertools.event_handler.openapi.params import Body
 
@@ -43,16 +47,19 @@ def document(manifest: Manifest, max_instances: int = 1000) -> dict[str, Any]:
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
     app = APIGatewayRestResolver(enable_validation=True)
-    request = request_model(manifest, max_instances)
+    bodies = {
+        "predict": request_model(manifest, max_instances),
+        "infer": infer_request_model(manifest),
+    }
     for route in ROUTES:
         register = app.route(
-            route.path,
+            re.sub(r"\{(\w+)\}", r"<\1>", route.path),  # the resolver's form of a parameter
             method=route.method,
             summary=route.summary,
             description=route.description,
             responses=route.responses,  # type: ignore[arg-type]
         )
-        register(_endpoint(route, request if route.body else None))
+        register(_endpoint(route, bodies[route.body] if route.body else None))
     doc: dict[str, Any] = json.loads(
         app.get_openapi_json_schema(
             title=f"sklambda prediction API: {manifest.name}",

@@ -215,6 +215,7 @@ def test_the_demo_shows_the_whole_system(tmp_path: Path) -> None:
     out = done.stdout
     assert "gate passed (4 checks)" in out
     assert "POST /predict (a Biscoe bird)  -> 200: Gentoo" in out
+    assert "/infer (the same bird, V2 tensors) -> 200: Gentoo" in out
     assert "instances[0].bill_length_mm: expected a number, got a string" in out
     assert "succeeded: read 33, scored 31, rejected 2" in out
     for metric in ("InstancesPredicted", "InvalidRequests", "RowsScored", "RowsRejected"):

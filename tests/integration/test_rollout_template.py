@@ -15,7 +15,7 @@ import pytest
 from sklambda_tools import release
 from sklambda_tools.local import load_template
 
-from support import PENGUINS_DIR, REPO, float32_copy, transformed
+from support import PENGUINS_DIR, REPO, V2_PATHS, float32_copy, transformed
 
 FUNCTIONS = ("PredictFunction", "BatchFunction", "DriftFunction")
 
@@ -155,7 +155,7 @@ def test_traffic_reaches_the_functions_only_through_their_alias(made: dict[str, 
         for p in paths.values()
         for op in p.values()
     ]
-    assert len(uris) == 3
+    assert len(uris) == 3 + len(V2_PATHS)  # /predict, /model, /health and the V2 routes
     assert all("/functions/${PredictFunctionAliaslive}/invocations" in u for u in uris)
     # every permission is the alias's
     permissions = of_type(cfn, "AWS::Lambda::Permission")

@@ -34,6 +34,7 @@ RUNTIME_FILES = {
     "manifest.py",
     "metrics.py",
     "model.py",
+    "oip.py",
     "pretraffic.py",
     "probes.py",
     "py.typed",
@@ -51,10 +52,11 @@ RUNTIME_FILES = {
 # that no path in the layer may contain.
 TOOL_WORDS = ("sklambda_tools", "package", "export", "card", "examples", "local")
 
-# The whole layer, sources and bytecode: 530,320 bytes when last measured (CPython 3.11 bytecode,
-# as built here), after the rollout modules (pretraffic, probes, snapstart: about 80 kB). The
-# budget is about 1.5 times that, so that growth is noticed: raise it knowingly, not by habit.
-SIZE_BUDGET = 800_000
+# The whole layer, sources and bytecode: 815,269 bytes when last measured (CPython 3.11 bytecode,
+# as built here), after the Open Inference Protocol's module (oip: about 60 kB; 530,320 after the
+# rollout modules, when the budget was set at 800,000). Raised to 900,000 for oip, knowingly: the
+# budget is there so that growth is noticed, not by habit.
+SIZE_BUDGET = 900_000
 
 # Neither importable in the layer (the code layer carries no third-party packages, and the ONNX
 # functions have no scikit-learn layer) nor wanted at a cold start.

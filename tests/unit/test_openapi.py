@@ -10,7 +10,7 @@ from sklambda.manifest import read_manifest
 from sklambda_tools.contracts import ROUTES
 from sklambda_tools.openapi import document, render
 
-from support import PENGUINS_DIR, REPO
+from support import PENGUINS_DIR, REPO, V2_PATHS
 
 
 def test_the_committed_document_is_current() -> None:
@@ -41,7 +41,13 @@ def test_the_request_schema_comes_from_the_manifest() -> None:
     assert instance["properties"]["island"]["examples"] == ["Biscoe", "Dream", "Torgersen"]
     assert {"type": "null"} in instance["properties"]["sex"]["anyOf"]
     assert doc["info"]["version"] == manifest.version
-    assert set(doc["paths"]) == {"/predict", "/model", "/health"}
+    assert set(doc["paths"]) == {"/predict", "/model", "/health", *V2_PATHS}
+    # the V2 path parameters are documented as such
+    infer = doc["paths"]["/v2/models/{model_name}/versions/{model_version}/infer"]["post"]
+    assert [(p["name"], p["in"]) for p in infer["parameters"]] == [
+        ("model_name", "path"),
+        ("model_version", "path"),
+    ]
     assert set(doc["paths"]["/predict"]["post"]["responses"]) >= {
         "200",
         "400",

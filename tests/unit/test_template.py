@@ -9,7 +9,7 @@ import pytest
 from sklambda.batch import INCOMING, output_keys
 from sklambda_tools.local import load_template
 
-from support import REPO
+from support import REPO, V2_PATHS
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +37,9 @@ def test_the_api_routes_are_the_handlers_routes(template: dict[str, Any]) -> Non
     # docs/openapi.json is generated from the handler's routes (test_openapi keeps it current)
     generated = json.loads((REPO / "docs" / "openapi.json").read_text())
     in_handler = {(path, method) for path, ops in generated["paths"].items() for method in ops}
-    assert (
-        in_template == in_handler == {("/predict", "post"), ("/model", "get"), ("/health", "get")}
-    )
+    native = {("/predict", "post"), ("/model", "get"), ("/health", "get")}
+    v2 = {(path, "post" if path.endswith("/infer") else "get") for path in V2_PATHS}
+    assert in_template == in_handler == native | v2
 
 
 def test_every_route_is_secured_by_the_auth_mode(template: dict[str, Any]) -> None:
