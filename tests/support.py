@@ -267,3 +267,23 @@ def oip_violations(schema: str, body: Any) -> list[str]:
 
 
 _OIP: dict[str, Any] = {}
+
+
+@contextlib.contextmanager
+def local_api(**environment: str) -> Iterator[str]:
+    """The local API of the example model (no auth) on a free port, its URL; the process
+    environment (with ``environment`` set while it runs) and the execution environment are as
+    they were afterwards."""
+    from sklambda_tools.local import new_execution_environment
+    from sklambda_tools.localapi import LocalApi, Server
+
+    saved = dict(os.environ)
+    os.environ.update(environment)
+    app = LocalApi(REPO, model_dir=PENGUINS_DIR, parameters={"AuthMode": "NONE"})
+    try:
+        with Server(app, port=0) as server:
+            yield server.url
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        new_execution_environment()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,11 +28,9 @@ from tritonclient.utils import InferenceServerException
 
 from sklambda.model import load
 from sklambda_tools.examples import penguins
-from sklambda_tools.local import new_execution_environment
-from sklambda_tools.localapi import LocalApi, Server
 from sklambda_tools.package import frame_to_records
 
-from support import PENGUINS_DIR, REPO, oip_violations
+from support import PENGUINS_DIR, local_api, oip_violations
 
 MODEL = load(PENGUINS_DIR)
 FEATURES = MODEL.manifest.feature_names
@@ -42,17 +39,8 @@ CATEGORICAL = [f.name for f in MODEL.manifest.features if f.kind == "categorical
 
 @pytest.fixture(scope="module")
 def api_url() -> Iterator[str]:
-    saved = dict(os.environ)
-    for name in ("no_proxy", "NO_PROXY"):
-        os.environ[name] = "127.0.0.1,localhost"
-    app = LocalApi(REPO, model_dir=PENGUINS_DIR, parameters={"AuthMode": "NONE"})
-    try:
-        with Server(app, port=0) as server:
-            yield server.url
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        new_execution_environment()
+    with local_api(no_proxy="127.0.0.1,localhost", NO_PROXY="127.0.0.1,localhost") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

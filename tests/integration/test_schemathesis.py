@@ -19,10 +19,7 @@ from hypothesis import HealthCheck, seed, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from sklambda_tools.local import new_execution_environment
-from sklambda_tools.localapi import LocalApi, Server
-
-from support import PENGUINS_DIR, REPO
+from support import REPO, local_api
 
 EXAMPLES = int(os.environ.get("SKLAMBDA_FUZZ_EXAMPLES", "300"))
 SEED = int(os.environ.get("SKLAMBDA_FUZZ_SEED", "20261122"))
@@ -33,15 +30,8 @@ SCHEMA = schemathesis.openapi.from_path(REPO / "docs" / "openapi.json")
 
 @pytest.fixture(scope="module")
 def api_url() -> Iterator[str]:
-    saved = dict(os.environ)
-    app = LocalApi(REPO, model_dir=PENGUINS_DIR, parameters={"AuthMode": "NONE"})
-    try:
-        with Server(app, port=0) as server:
-            yield server.url
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        new_execution_environment()
+    with local_api() as url:
+        yield url
 
 
 def test_the_seed_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
