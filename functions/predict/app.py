@@ -271,14 +271,8 @@ def _path_parameter(event: dict[str, Any], name: str) -> str | None:
 
 def _the_v2_model(event: dict[str, Any]) -> Model:
     model = _the_model()
-    found = event.get("pathParameters")
-    if isinstance(found, dict) and isinstance(found.get("model_name"), str):
-        name, version = found["model_name"], found.get("model_version")
-        version = version if isinstance(version, str) else None
-    else:
-        name = _path_parameter(event, "model_name")
-        version = _path_parameter(event, "model_version")
-    oip.check_model(model, name, version)
+    name = _path_parameter(event, "model_name")
+    oip.check_model(model, name, _path_parameter(event, "model_version"))
     return model
 
 

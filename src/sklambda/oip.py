@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 from weakref import WeakKeyDictionary
 
 from sklambda.errors import FieldError, SklambdaError
-from sklambda.schema import FLOAT32_LIMIT, _cut, number_limit
+from sklambda.schema import FLOAT32_LIMIT, _cut, _echo, number_limit
 from sklambda.typed import describe
 
 if TYPE_CHECKING:
@@ -104,10 +104,6 @@ class _Reasons:
     def raise_if_any(self, message: str = MALFORMED) -> None:
         if self.items:
             raise TensorRefused(message, self.items, self.omitted)
-
-
-def _echo(value: str) -> str:
-    return repr(_cut(value))
 
 
 # --- the model as the protocol describes it ---------------------------------------------------
