@@ -210,19 +210,24 @@ def _key_order(remarks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     the order of the instance's keys, and a JavaScript object lists keys that are array indices
     ("0", "17") first, whatever their order in the JSON text; the rest keeps its order."""
 
-    def key(item: tuple[int, dict[str, Any]]) -> tuple[str, int, str, int]:
-        position, remark = item
-        instance = remark["path"].split("]")[0]
-        unknown = remark["reason"] == "unknown feature"
-        return (instance, 0 if unknown else 1, remark["path"] if unknown else "", position)
+    def instance(remark: dict[str, Any]) -> str:
+        return str(remark["path"]).split("]")[0]
 
-    by_instance: dict[str, int] = {}
+    first: dict[str, int] = {}
     for position, remark in enumerate(remarks):
-        by_instance.setdefault(remark["path"].split("]")[0], position)
-    ordered = sorted(
-        enumerate(remarks), key=lambda item: (by_instance[key(item)[0]], *key(item)[1:])
-    )
-    return [remark for _, remark in ordered]
+        first.setdefault(instance(remark), position)
+
+    def key(item: tuple[int, dict[str, Any]]) -> tuple[int, int, str, int]:
+        position, remark = item
+        unknown = remark["reason"] == "unknown feature"
+        return (
+            first[instance(remark)],
+            0 if unknown else 1,
+            remark["path"] if unknown else "",
+            position,
+        )
+
+    return [remark for _, remark in sorted(enumerate(remarks), key=key)]
 
 
 def assert_same_answers(python: dict[str, Any], edge: dict[str, Any], tolerance: float) -> None:

@@ -287,6 +287,13 @@ export class Model {
     this.output = manifest.output;
     this.classes = manifest.output.classes ?? null;
     this.classNames = (this.classes ?? []).map(String);
+    // the class of a label as the graph gives it (a string, a number, a BigInt; booleans as 0/1)
+    this.classOf = new Map();
+    for (const c of this.classes ?? []) {
+      for (const text of typeof c === "boolean" ? [String(c), String(Number(c))] : [String(c)]) {
+        if (!this.classOf.has(text)) this.classOf.set(text, c);
+      }
+    }
     this.schema = new InputSchema(this.features, edge.number_limit ?? Infinity);
     this.inputs = edge.inputs;
     this.matrix = this.inputs.length === 1 && this.features.length > 1;
@@ -322,7 +329,7 @@ export class Model {
     this.features.forEach((f, j) => {
       const column = columns[f.name];
       if (f.kind === "categorical") {
-        const known = new Set(f.categories ?? []);
+        const known = this.schema.checkers[j].allowed;
         const texts = column.map((v) => (v === null ? this.missing : known.has(v) ? v : this.unseen));
         feeds[this.inputs[j]] = new Tensor("string", texts, [n, 1]);
       } else {
@@ -334,8 +341,7 @@ export class Model {
 
   label(raw) {
     if (this.classes === null) return typeof raw === "bigint" ? Number(raw) : raw;
-    const text = String(raw);
-    const found = this.classes.find((c) => String(c) === text || (typeof c === "boolean" && String(Number(c)) === text));
+    const found = this.classOf.get(String(raw));
     return found === undefined ? raw : found;
   }
 

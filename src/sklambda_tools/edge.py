@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from sklambda.errors import ModelLoadError
-from sklambda.manifest import Manifest, OnnxInfo, read_manifest
+from sklambda.manifest import Manifest, OnnxInfo, read_manifest, sha256_bytes
 from sklambda.model import UNSEEN, verify_artifact
 from sklambda.schema import number_limit
 from sklambda.typed import as_dict
@@ -138,8 +138,6 @@ class Bundle:
 def bundle_manifest(manifest: Manifest, graph: bytes) -> dict[str, Any]:
     """``manifest.json`` of a bundle: the public manifest, the known faults, and how the module
     validates and feeds the graph (the same rules as the API's)."""
-    from sklambda.manifest import sha256_bytes
-
     onnx, edge = manifest.runtime.onnx, manifest.runtime.edge
     assert onnx is not None and edge is not None
     limit = number_limit(manifest)
